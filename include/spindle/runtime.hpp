@@ -1,0 +1,97 @@
+// spindle/runtime.hpp: the runtime's knobs, counters and panic handler.
+//
+// The runtime starts by itself on first use (the first go(), or the first
+// blocking call made from a plain thread that needs it). Everything here is
+// optional: a program that never includes this header gets the defaults,
+// which the environment can still override.
+//
+//   spindle::options opts;      // defaults, then SPINDLE_* environment
+//   opts.procs = 4;
+//   spindle::configure(opts);   // before first use
+//   spindle::go([] { ... });
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string_view>
+
+namespace spindle {
+
+// options: every runtime setting, with its default and environment variable.
+// A zero means "choose for me" where the comment says so.
+struct options {
+  // procs: number of processors, i.e. fibers running in parallel.
+  // 0 = the CPUs this process may use (affinity mask, cgroup CPU quota).
+  // Environment: SPINDLE_PROCS.
+  std::size_t procs = 0;
+
+  // stack_size: usable bytes of a fiber stack unless go() asks otherwise;
+  // rounded up to whole pages. Memory is committed only as the fiber touches
+  // it. Environment: SPINDLE_STACK_SIZE (bytes, or with a K/M suffix).
+  std::size_t stack_size = 256 * 1024;
+
+  // guarded_stacks: how many stacks get a guard page (a stack overflow then
+  // faults at once). Each guard costs two memory mappings of the kernel's
+  // vm.max_map_count budget (65,530 by default); stacks past this count run
+  // unguarded and are checked by a canary at every switch.
+  // 0 = a quarter of vm.max_map_count. Environment: SPINDLE_GUARDED_STACKS.
+  std::size_t guarded_stacks = 0;
+
+  // spin: how long an idle worker keeps looking for work before it sleeps.
+  // Environment: SPINDLE_SPIN_US.
+  std::chrono::microseconds spin{20};
+
+  // balance_interval: how often the monitor's balancer looks at the run
+  // queues while any processor is busy. Environment: SPINDLE_BALANCE_US.
+  std::chrono::microseconds balance_interval{1000};
+};
+
+// options_from_environment: the defaults above, overridden by SPINDLE_*
+// variables. Throws usage_error on a malformed value.
+options options_from_environment();
+
+// configure: sets the runtime options. Must be called before the runtime
+// starts; afterwards it throws usage_error("spindle::configure after the
+// runtime started"). Does not block.
+void configure(const options& opts);
+
+// current_options: the options in force (starts the runtime if needed).
+options current_options();
+
+// stats: counters of the running runtime, for tests and diagnostics.
+struct stats {
+  std::size_t procs = 0;
+  std::uint64_t fibers_spawned = 0;
+  std::uint64_t fibers_alive = 0;
+  std::uint64_t balancer_moves = 0;    // fibers the balancer moved between processors
+  std::uint64_t offloads = 0;          // fibers a busy processor pushed to the global queue
+  std::uint64_t worker_sleeps = 0;     // times a worker went to sleep on its futex
+  std::uint64_t worker_wakes = 0;      // times a sleeping worker was woken
+  std::uint64_t safety_net_wakes = 0;  // wakes only the monitor's scan delivered (a lost wake-up)
+  std::uint64_t stacks_reserved = 0;   // stacks carved out of slabs so far
+  std::uint64_t stacks_guarded = 0;    // of which have a guard page
+  std::uint64_t stack_slabs = 0;       // memory mappings holding stacks
+};
+
+// runtime_stats: a snapshot of the counters. Does not block.
+stats runtime_stats();
+
+// fiber_info: what the panic handler learns about the fiber that failed.
+struct fiber_info {
+  std::uint64_t id;
+  std::string_view name;  // empty when the fiber was not named
+};
+
+// unhandled_exception_handler: called when an exception escapes a fiber whose
+// handle was detached or dropped. The default prints
+// "spindle: unhandled exception in fiber ID (NAME): WHAT" and calls
+// std::terminate, as an unrecovered Go panic ends the program.
+using unhandled_exception_handler = void (*)(const fiber_info&, std::exception_ptr);
+
+// set_unhandled_exception_handler: installs a handler (nullptr restores the
+// default) and returns the previous one.
+unhandled_exception_handler set_unhandled_exception_handler(unhandled_exception_handler h);
+
+}  // namespace spindle

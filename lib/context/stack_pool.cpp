@@ -1,0 +1,196 @@
+// lib/context/stack_pool.cpp: slabs, guard pages and free lists; see stack_pool.hpp.
+#include "context/stack_pool.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <map>
+#include <mutex>
+#include <new>
+#include <system_error>
+
+#include "context/sanitizers.hpp"
+#include "spindle/error.hpp"
+
+namespace spindle::detail {
+namespace {
+
+constexpr std::size_t slab_bytes = 64u << 20;
+constexpr std::size_t cache_batch = 32;
+
+std::size_t page_size() noexcept {
+  static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+std::size_t round_to_pages(std::size_t n) noexcept {
+  const std::size_t page = page_size();
+  return (n + page - 1) / page * page;
+}
+
+// free_node: written at the top of a free stack, linking it into a free list.
+struct free_node {
+  free_node* next;
+  fiber_stack stack;
+};
+
+free_node* node_of(const fiber_stack& s) noexcept {
+  return reinterpret_cast<free_node*>(s.top() - sizeof(free_node));
+}
+
+// size_class: the free list and the slab being carved for one stack size.
+struct size_class {
+  free_node* free = nullptr;
+  std::size_t free_count = 0;
+  char* carve_next = nullptr;  // next unused [guard][stack] in the current slab
+  char* carve_end = nullptr;
+};
+
+struct pool {
+  std::mutex mutex;  // guards classes and the carving state
+  std::map<std::size_t, size_class> classes;
+  std::size_t default_size = 256 * 1024;
+  std::size_t guard_budget = 16 * 1024;
+  std::atomic<std::size_t> reserved{0}, guarded{0}, slabs{0};
+};
+
+pool& the_pool() {
+  static pool* p = new pool;  // never destroyed: stacks may be released during exit
+  return *p;
+}
+
+void new_slab(size_class& c, std::size_t stride) {
+  const std::size_t count = slab_bytes / stride > 0 ? slab_bytes / stride : 1;
+  void* mem = mmap(nullptr, count * stride, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) {
+    throw resource_error(errno, std::generic_category(),
+                         "spindle: cannot reserve memory for fiber stacks");
+  }
+  c.carve_next = static_cast<char*>(mem);
+  c.carve_end = c.carve_next + count * stride;
+  the_pool().slabs.fetch_add(1, std::memory_order_relaxed);
+}
+
+// carve: a never-used stack from the class's slab; caller holds the pool mutex.
+fiber_stack carve(pool& p, size_class& c, std::size_t size) {
+  const std::size_t stride = size + page_size();
+  if (c.carve_next == c.carve_end) new_slab(c, stride);
+  char* guard = c.carve_next;
+  c.carve_next += stride;
+  fiber_stack s{guard + page_size(), size, false};
+  if (p.guarded.load(std::memory_order_relaxed) < p.guard_budget &&
+      mprotect(guard, page_size(), PROT_NONE) == 0) {
+    s.guarded = true;
+    p.guarded.fetch_add(1, std::memory_order_relaxed);
+  }
+  p.reserved.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+fiber_stack take_locked(pool& p, std::size_t size) {
+  size_class& c = p.classes[size];
+  if (c.free) {
+    free_node* n = c.free;
+    c.free = n->next;
+    --c.free_count;
+    return n->stack;
+  }
+  return carve(p, c, size);
+}
+
+void give_locked(pool& p, const fiber_stack& s) noexcept {
+  size_class& c = p.classes[s.size];
+  free_node* n = node_of(s);
+  n->next = c.free;
+  n->stack = s;
+  c.free = n;
+  ++c.free_count;
+}
+
+// thread_cache: default-size stacks kept by one thread, moved in batches.
+struct thread_cache {
+  free_node* head = nullptr;
+  std::size_t count = 0;
+
+  ~thread_cache() {
+    pool& p = the_pool();
+    std::lock_guard lock(p.mutex);
+    while (head) {
+      free_node* n = head;
+      head = n->next;
+      give_locked(p, n->stack);
+    }
+  }
+
+  void push(const fiber_stack& s) noexcept {
+    free_node* n = node_of(s);
+    n->next = head;
+    n->stack = s;
+    head = n;
+    ++count;
+  }
+
+  fiber_stack pop() noexcept {
+    free_node* n = head;
+    head = n->next;
+    --count;
+    return n->stack;
+  }
+};
+
+thread_local thread_cache cache;
+
+void refill(thread_cache& tc, pool& p) {
+  std::lock_guard lock(p.mutex);
+  for (std::size_t i = 0; i < cache_batch; ++i) tc.push(take_locked(p, p.default_size));
+}
+
+void spill(thread_cache& tc, pool& p) noexcept {
+  std::lock_guard lock(p.mutex);
+  for (std::size_t i = 0; i < cache_batch; ++i) give_locked(p, tc.pop());
+}
+
+}  // namespace
+
+void configure_stack_pool(const stack_pool_limits& limits) noexcept {
+  pool& p = the_pool();
+  std::lock_guard lock(p.mutex);
+  p.default_size = round_to_pages(limits.default_size);
+  p.guard_budget = limits.guarded_stacks;
+}
+
+fiber_stack allocate_stack(std::size_t size) {
+  pool& p = the_pool();
+  size = size == 0 ? p.default_size : round_to_pages(size);
+  if (size != p.default_size) {
+    std::lock_guard lock(p.mutex);
+    return take_locked(p, size);
+  }
+  thread_cache& tc = cache;
+  if (tc.count == 0) refill(tc, p);
+  return tc.pop();
+}
+
+void release_stack(const fiber_stack& stack) noexcept {
+  unpoison_stack(stack.bottom, stack.size);
+  pool& p = the_pool();
+  if (stack.size != p.default_size) {
+    std::lock_guard lock(p.mutex);
+    give_locked(p, stack);
+    return;
+  }
+  thread_cache& tc = cache;
+  tc.push(stack);
+  if (tc.count >= 2 * cache_batch) spill(tc, p);
+}
+
+stack_pool_counters stack_pool_counts() noexcept {
+  pool& p = the_pool();
+  return {p.reserved.load(std::memory_order_relaxed), p.guarded.load(std::memory_order_relaxed),
+          p.slabs.load(std::memory_order_relaxed)};
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,57 @@
+// lib/context/stack_pool.hpp: where fiber stacks come from.
+//
+// A million parked fibers must fit on a stock Linux box, whose kernel allows
+// a process 65,530 memory mappings (vm.max_map_count). One mmap per stack, or
+// one guard page per stack (mprotect splits a mapping in three), would run out
+// long before that. So:
+//
+//   1. Stacks are carved out of slabs: one anonymous MAP_NORESERVE mapping of
+//      about 64 MiB holds many stacks. The kernel commits a page only when a
+//      fiber first touches it, so an idle fiber costs the pages its frames
+//      reached (usually one) however large its stack is.
+//   2. Each stack is [guard page][usable bytes]; the guard page is made
+//      PROT_NONE for the first options::guarded_stacks stacks carved (two
+//      mappings each), and left readable for the rest. The policy is in
+//      docs/design.md ("Stacks").
+//   3. Freed stacks go on free lists and are reused as they are, without a
+//      system call: a per-thread cache for the default size (refilled and
+//      spilled in batches under a lock), a locked list per other size.
+//      Pages a fiber touched stay committed while the stack is cached.
+#pragma once
+
+#include <cstddef>
+
+namespace spindle::detail {
+
+// fiber_stack: one stack's usable memory, [bottom, bottom + size).
+struct fiber_stack {
+  char* bottom = nullptr;
+  std::size_t size = 0;
+  bool guarded = false;
+  char* top() const noexcept { return bottom + size; }
+};
+
+// stack_pool_limits: fixed at runtime start from options.
+struct stack_pool_limits {
+  std::size_t default_size;
+  std::size_t guarded_stacks;
+};
+
+// configure_stack_pool: sets the default size and guard budget; call once, before any allocation.
+void configure_stack_pool(const stack_pool_limits& limits) noexcept;
+
+// allocate_stack: a stack of at least `size` usable bytes (0 = the default).
+// Throws resource_error when the kernel refuses the memory.
+fiber_stack allocate_stack(std::size_t size);
+
+// release_stack: returns a stack no fiber runs on any more. Does not block
+// for long (a spinlock on the batch path) and makes no system call.
+void release_stack(const fiber_stack& stack) noexcept;
+
+// stack_pool_counters: for runtime_stats().
+struct stack_pool_counters {
+  std::size_t reserved, guarded, slabs;
+};
+stack_pool_counters stack_pool_counts() noexcept;
+
+}  // namespace spindle::detail

@@ -1,0 +1,128 @@
+// lib/context/switch.cpp: the context switch; the contract is in switch.hpp.
+#include "context/switch.hpp"
+
+#include <pthread.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+#include "context/sanitizers.hpp"
+
+namespace spindle::detail {
+namespace {
+
+thread_local worker* this_thread_worker = nullptr;
+
+// no_deallocation: Boost calls deallocate() when a fiber's record is destroyed;
+// the stack is ours and goes back to the pool in fiber_exited instead.
+struct no_deallocation {
+  boost::context::stack_context allocate() { std::abort(); }
+  void deallocate(boost::context::stack_context&) noexcept {}
+};
+
+// check_stack_depth: an unguarded stack cannot fault on overflow, so at each
+// switch out we check that the fiber stayed above its bottom.
+void check_stack_depth(const fiber& f) noexcept {
+  const char* sp = static_cast<const char*>(__builtin_frame_address(0));
+  if (!f.stack.guarded && sp < f.stack.bottom + 256) {
+    std::fprintf(stderr,
+                 "spindle: stack overflow in fiber %llu, stack size %zu (unguarded stack); "
+                 "raise spindle::options::stack_size or spawn_options::stack_size\n",
+                 static_cast<unsigned long long>(f.id), f.stack.size);
+    std::abort();
+  }
+}
+
+// Sanitizer brackets around one jump. `to_bottom/to_size` is the stack we go to;
+// `fake_stack` is where ASan keeps the leaving stack's fake frames (nullptr when
+// the leaving stack is finished for good).
+inline void before_jump([[maybe_unused]] void** fake_stack, [[maybe_unused]] const void* to_bottom,
+                        [[maybe_unused]] std::size_t to_size,
+                        [[maybe_unused]] void* to_tsan_fiber) noexcept {
+#if SPINDLE_ASAN
+  __sanitizer_start_switch_fiber(fake_stack, to_bottom, to_size);
+#endif
+#if SPINDLE_TSAN
+  __tsan_switch_to_fiber(to_tsan_fiber, 0);
+#endif
+}
+
+inline void after_jump([[maybe_unused]] void* fake_stack) noexcept {
+#if SPINDLE_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+}
+
+}  // namespace
+
+__attribute__((noinline)) worker* current_worker() noexcept {
+  asm volatile("" ::: "memory");
+  return this_thread_worker;
+}
+
+void set_current_worker(worker* w) noexcept { this_thread_worker = w; }
+
+void enter_worker_thread(worker& w) noexcept {
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* low = nullptr;
+    std::size_t size = 0;
+    pthread_attr_getstack(&attr, &low, &size);
+    w.thread_stack_bottom = low;
+    w.thread_stack_size = size;
+    pthread_attr_destroy(&attr);
+  }
+#if SPINDLE_TSAN
+  w.tsan_fiber = __tsan_get_current_fiber();
+#endif
+  set_current_worker(&w);
+}
+
+void prepare_fiber(fiber& f, char* record_top) {
+  namespace ctx = boost::context;
+  ctx::stack_context whole;
+  whole.size = f.stack.size;
+  whole.sp = f.stack.top();
+  const std::size_t usable = static_cast<std::size_t>(record_top - f.stack.bottom);
+  fiber* self = &f;
+  f.context = ctx::fiber(std::allocator_arg, ctx::preallocated(record_top, usable, whole),
+                         no_deallocation{}, [self](ctx::fiber&& scheduler) -> ctx::fiber {
+                           after_jump(nullptr);
+                           current_worker()->scheduler_context = std::move(scheduler);
+                           fiber_main(*self);
+                           worker& w = *current_worker();
+                           w.after_switch = fiber_exited;
+                           w.after_switch_arg = nullptr;
+                           before_jump(nullptr, w.thread_stack_bottom, w.thread_stack_size,
+                                       w.tsan_fiber);
+                           return std::move(w.scheduler_context);
+                         });
+#if SPINDLE_TSAN
+  f.tsan_fiber = __tsan_create_fiber(0);
+#endif
+}
+
+void run_fiber(worker& w, fiber& f) noexcept {
+  before_jump(&w.asan_fake_stack, f.stack.bottom, f.stack.size, f.tsan_fiber);
+  f.context = std::move(f.context).resume();
+  after_jump(w.asan_fake_stack);
+}
+
+void switch_to_scheduler(fiber& f) noexcept {
+  check_stack_depth(f);
+  worker* w = current_worker();
+  before_jump(&f.asan_fake_stack, w->thread_stack_bottom, w->thread_stack_size, w->tsan_fiber);
+  boost::context::fiber scheduler = std::move(w->scheduler_context).resume();
+  after_jump(f.asan_fake_stack);
+  current_worker()->scheduler_context = std::move(scheduler);
+}
+
+void release_fiber_sanitizer_state([[maybe_unused]] fiber& f) noexcept {
+#if SPINDLE_TSAN
+  __tsan_destroy_fiber(f.tsan_fiber);
+  f.tsan_fiber = nullptr;
+#endif
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,55 @@
+// lib/context/switch.hpp: the only place where stacks are switched.
+//
+// Contract:
+//   - A fiber runs only between run_fiber(w, f) (on w's scheduler context)
+//     and its next switch_to_scheduler(f) or its exit. Every switch goes
+//     fiber -> scheduler or scheduler -> fiber; never fiber -> fiber.
+//   - What is saved is what Boost.Context saves: the callee-saved registers,
+//     the stack pointer and the return address, on the suspended stack.
+//   - A fiber may resume on a different worker thread than the one it left.
+//     Code around a switch must re-read anything thread-local after it:
+//     current_worker() is the (non-inlinable) way to do so.
+//   - When run_fiber returns, the fiber has fully switched out: its context is
+//     saved in f.context (or it has exited, and f.context is empty), and the
+//     worker then performs w.after_switch. Nothing may make the fiber runnable
+//     elsewhere before that point; this is what makes "unlock after park" safe.
+//   - Sanitizers: under ASan every switch is bracketed by
+//     __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber (a
+//     fiber's exit passes a null fake stack so ASan frees it); under TSan each
+//     fiber has a TSan fiber created at spawn, switched to right before the
+//     jump, and destroyed after its exit.
+#pragma once
+
+#include "sched/core.hpp"
+
+namespace spindle::detail {
+
+// current_worker: the worker of the calling thread, or nullptr on a plain
+// thread. Never inlined, so it is re-read after a switch.
+worker* current_worker() noexcept;
+// set_current_worker: binds the calling thread to w (at worker start).
+void set_current_worker(worker* w) noexcept;
+
+// enter_worker_thread: records the thread's stack for the sanitizers.
+void enter_worker_thread(worker& w) noexcept;
+
+// prepare_fiber: builds f's initial context on its stack, below the fiber
+// struct at `record_top`. The fiber will start in fiber_main(f).
+void prepare_fiber(fiber& f, char* record_top);
+
+// run_fiber: the scheduler side. Runs f on w until f switches out or exits.
+void run_fiber(worker& w, fiber& f) noexcept;
+
+// switch_to_scheduler: the fiber side. Saves f and returns to the scheduler of
+// the current worker; returns when some worker runs f again.
+void switch_to_scheduler(fiber& f) noexcept;
+
+// fiber_main: the body of every fiber; defined by the scheduler.
+void fiber_main(fiber& f) noexcept;
+// fiber_exited: the after_switch action for a fiber whose body returned.
+void fiber_exited(worker& w, fiber* f, void* arg);
+
+// release_fiber_sanitizer_state: frees what the sanitizers kept for f.
+void release_fiber_sanitizer_state(fiber& f) noexcept;
+
+}  // namespace spindle::detail

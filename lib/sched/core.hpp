@@ -1,0 +1,96 @@
+// lib/sched/core.hpp: the scheduler's three core structures, in one place
+// (as Go keeps g, m and p in runtime2.go): fiber, processor, worker.
+//
+//   fiber      a user-level thread of control: a task, a stack, a saved context.
+//   processor  the right and the means to run fibers: a local run queue, a
+//              runnext slot, an inbox. There are options::procs of them.
+//   worker     an OS thread. It runs fibers only while it owns a processor.
+//
+// The split between processor and worker is Go's P/M split: the queue belongs
+// to the processor, not to the thread, so a processor (queue and all) can be
+// given to another thread when its thread is stuck. The scheduling protocol
+// lives in scheduler.cpp; this file only declares the data and who may touch it.
+#pragma once
+
+#include <atomic>
+#include <boost/context/fiber.hpp>
+#include <cstdint>
+#include <thread>
+
+#include "context/stack_pool.hpp"
+#include "sched/run_queue.hpp"
+#include "spindle/detail/task.hpp"
+
+namespace spindle::detail {
+
+struct worker;
+
+struct fiber {
+  // context: the saved registers of a suspended fiber; empty while it runs.
+  // Written by the worker that switched away from it, read by the next worker
+  // to run it; the hand-over goes through a run queue (release/acquire).
+  boost::context::fiber context;
+  task_base* task;        // holds one reference until the fiber exits
+  fiber_stack stack;      // the fiber struct itself lives at the top of it
+  std::uint64_t id;
+  fiber* next = nullptr;  // link in a fiber_list; owned by whoever queues the fiber
+
+  // Sanitizer bookkeeping, used only in lib/context/switch.cpp.
+  void* asan_fake_stack = nullptr;
+  void* tsan_fiber = nullptr;
+
+  // running: 1 while a worker runs the fiber; checks that no fiber runs twice.
+  std::atomic<std::uint32_t> running{0};
+};
+
+// wake reasons stored in processor::wake_word.
+enum wake_reason : std::uint32_t {
+  wake_none = 0,
+  wake_search = 1,  // woken by wakep(): counted in nsearching, look for work
+  wake_inbox = 2,   // woken by the balancer: work is in the inbox
+};
+
+struct alignas(128) processor {
+  int index = 0;
+  worker* owner = nullptr;  // the worker thread running this processor
+
+  run_queue ring;                         // producer: owner; consumers: owner, balancer
+  std::atomic<fiber*> runnext{nullptr};   // owner only
+  locked_fiber_list inbox;                // any thread pushes, owner drains
+
+  // Owner-only scheduling state.
+  std::uint32_t schedtick = 0;       // fibers started; drives the 1-in-61 global check
+  std::uint32_t runnext_streak = 0;  // consecutive runnext runs; capped at 3
+  std::uint64_t random_state = 0;
+
+  // Idle protocol (scheduler.cpp, "Parking and waking").
+  bool in_idle_set = false;                // guarded by scheduler::idle_lock_
+  std::atomic<std::uint32_t> wake_word{0};  // futex the owner sleeps on
+
+  // switches: fibers switched in so far. The owner stores (no read-modify-write);
+  // the monitor reads it to notice a processor that stopped making progress.
+  alignas(128) std::atomic<std::uint64_t> switches{0};
+};
+
+// after_switch: what a fiber asks its worker to do once it has switched out
+// (Go's mcall(fn)): requeue it, release a lock it parked under, or free it.
+using after_switch_fn = void (*)(worker& w, fiber* f, void* arg);
+
+struct worker {
+  processor* proc = nullptr;
+  boost::context::fiber scheduler_context;  // where fibers return to; owner only
+  fiber* current = nullptr;                 // the fiber running on this thread
+  after_switch_fn after_switch = nullptr;
+  void* after_switch_arg = nullptr;
+  bool searching = false;  // counted in scheduler::nsearching_
+
+  // The thread's own stack and sanitizer state, for lib/context/switch.cpp.
+  const void* thread_stack_bottom = nullptr;
+  std::size_t thread_stack_size = 0;
+  void* asan_fake_stack = nullptr;
+  void* tsan_fiber = nullptr;
+
+  std::thread thread;
+};
+
+}  // namespace spindle::detail

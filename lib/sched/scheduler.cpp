@@ -1,0 +1,456 @@
+// lib/sched/scheduler.cpp: the fiber scheduler.
+//
+// Vocabulary (structures in core.hpp)
+//   fiber        a stackful user thread; runnable, running, or parked.
+//   processor    run queue owner: a 256-slot ring, a runnext slot, an inbox.
+//                options::procs of them; a fiber runs only on a processor.
+//   worker       an OS thread that owns one processor and runs its fibers.
+//   global queue where fibers go when they are readied by a thread without a
+//                processor (a plain thread, the I/O loop), or when a ring
+//                overflows, or when a busy processor offloads to an idle one.
+//   idle set     processors whose workers sleep on their futex word.
+//   searching    a worker looking for work in the global queue and its inbox
+//                (spinning briefly before sleeping, or just woken by wakep).
+//   monitor      one thread that balances queues and watches for lost wake-ups.
+//
+// Where a worker finds work (local_work, take_global), in order:
+//   1. every 61st fiber, one fiber from the global queue (so a processor busy
+//      with its own fibers cannot starve the global queue; Go's rule);
+//   2. runnext, unless the last 3 fibers all came from runnext (a ping-pong
+//      pair shares a time slice and must not starve the ring);
+//   3. the local ring; 4. the inbox; 5. a batch from the global queue,
+//      min(len/procs + 1, 128) fibers.
+// It never looks at another processor's ring.
+//
+// Why balancing instead of stealing
+//   Work stealing makes every idle worker scan its peers; under message
+//   passing and partial load most of those scans fail and burn CPU, and they
+//   pull fibers away from the cache that their waker just warmed. Spindle's
+//   workers only ever look at their own queues and the global queue. Work
+//   spreads three ways, none of which is a worker scanning a peer:
+//   a. push side: a processor that readies or yields a fiber while another
+//      processor is idle and nobody is searching sends the fiber to the global
+//      queue and wakes one idle processor (an "offload");
+//   b. overflow: a full ring moves its older half to the global queue;
+//   c. the balancer (monitor.cpp): every options::balance_interval while any
+//      processor is busy, it moves half of the longest ring into an idle (or
+//      the shortest) processor's inbox and wakes it.
+//   This is the thesis of smolscale and of BEAM's check_balance().
+//
+// Parking and waking (the lost-wake-up protocol; Go's "delicate dance")
+//   Invariant: if work is queued where processor P will look, then P is
+//   running, searching, or will be woken.
+//   Submitter (push_global, an offload):
+//     S1. push the fiber (the queue's length is stored under its lock);
+//     S2. seq_cst fence;
+//     S3. if nsearching == 0 and nidle > 0: wakep().
+//   wakep(): CAS nsearching 0 -> 1 (at most one wake in flight, so a burst
+//     of submissions wakes one worker, not a herd); claim the lowest-index
+//     idle processor (removing it from the idle set, nidle -= 1) and set its
+//     wake word to wake_search, then FUTEX_WAKE it. The woken worker is
+//     searching; when it finds work it stops searching and, if the global
+//     queue still has fibers, calls wakep() itself: wakes chain one at a time.
+//   Worker running out of work (wait_for_work):
+//     W1. spin up to options::spin on the inbox and global queue (as a
+//         searcher, if it could become one);
+//     W2. join the idle set (wake word := 0, nidle += 1) under the idle lock;
+//     W3. stop searching (nsearching -= 1, seq_cst);
+//     W4. seq_cst fence, then re-check the ring, runnext, inbox and global
+//         queue. If there is work: leave the idle set if still in it (else a
+//         claimer is about to wake us: fine, we consume the wake later);
+//     W5. FUTEX_WAIT while the wake word is 0.
+//   Why nothing is lost: the fences of S2 and W4 are ordered. If W4 comes
+//   first, S3 sees nsearching already decremented and nidle incremented, and
+//   wakes someone; if S2 comes first, W4 sees the pushed fiber. A processor
+//   claimed by a waker (W4 lost the race to leave the idle set) gets its wake
+//   word set before FUTEX_WAKE, and FUTEX_WAIT does not sleep on a non-zero
+//   word. The balancer claims an idle processor before filling its inbox, so
+//   the same argument covers it. The monitor also counts any fiber left
+//   queued while every processor sleeps (safety_net_wakes); tests assert
+//   the count stays zero.
+//
+// Parking a fiber
+//   A fiber parks by switching to its worker's scheduler context, which then
+//   runs the fiber's after_switch action (Go's mcall/park_m). Primitives
+//   register a waiter under their lock and release that lock in the action,
+//   after the fiber's context is saved, so a waker can never resume a fiber
+//   that has not finished switching out.
+#include "sched/scheduler.hpp"
+
+#include <sys/prctl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+
+#include "context/switch.hpp"
+#include "os/futex.hpp"
+#include "sched/options.hpp"
+
+namespace spindle::detail {
+namespace {
+
+constexpr std::uint32_t global_check_period = 61;
+constexpr std::uint32_t runnext_streak_cap = 3;
+constexpr std::uint32_t max_global_batch = 128;
+
+std::atomic<scheduler*> the_scheduler{nullptr};
+std::atomic<bool> exiting{false};
+
+void stop_scheduling_at_exit() { exiting.store(true, std::memory_order_release); }
+
+[[noreturn]] void sleep_forever() {
+  std::atomic<std::uint32_t> never{0};
+  for (;;) futex_wait(never, 0);
+}
+
+void requeue_after_yield(worker&, fiber* f, void* sched) {
+  static_cast<scheduler*>(sched)->ready(f, false);
+}
+
+}  // namespace
+
+scheduler& scheduler::get() {
+  if (scheduler* s = the_scheduler.load(std::memory_order_acquire)) return *s;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto* s = new scheduler(freeze_options());  // never destroyed: see docs/design.md, "Exit"
+    the_scheduler.store(s, std::memory_order_release);
+    std::atexit(stop_scheduling_at_exit);
+    s->start_workers();
+  });
+  return *the_scheduler.load(std::memory_order_acquire);
+}
+
+scheduler* scheduler::started() noexcept { return the_scheduler.load(std::memory_order_acquire); }
+
+scheduler::scheduler(const options& opts) : options_(opts) {
+  configure_stack_pool({options_.stack_size, options_.guarded_stacks});
+  for (std::size_t i = 0; i < options_.procs; ++i) {
+    auto p = std::make_unique<processor>();
+    p->index = static_cast<int>(i);
+    p->random_state = 0x9e3779b97f4a7c15ull * (i + 1);
+    auto w = std::make_unique<worker>();
+    w->proc = p.get();
+    p->owner = w.get();
+    processors_.push_back(std::move(p));
+    workers_.push_back(std::move(w));
+  }
+}
+
+void scheduler::start_workers() {
+  for (auto& w : workers_) {
+    worker* raw = w.get();
+    raw->thread = std::thread([this, raw] { worker_loop(*raw); });
+    raw->thread.detach();
+  }
+  monitor_ = std::thread([this] { monitor_loop(); });
+  monitor_.detach();
+}
+
+fiber* scheduler::running_fiber() noexcept {
+  worker* w = current_worker();
+  return w ? w->current : nullptr;
+}
+
+// ---------------------------------------------------------------------------
+// Spawning and readying.
+
+void scheduler::spawn(task_base* t, const spawn_options& opts) {
+  fiber_stack stack;
+  try {
+    stack = allocate_stack(opts.stack_size);
+  } catch (...) {
+    t->release();
+    throw;
+  }
+  char* top = stack.top() - sizeof(fiber);
+  top -= reinterpret_cast<std::uintptr_t>(top) % alignof(fiber);
+  fiber* f = new (top) fiber{};
+  f->task = t;
+  f->stack = stack;
+  f->id = next_fiber_id_.fetch_add(1, std::memory_order_relaxed);
+  task_access::start(*t, f->id, opts.name);
+  prepare_fiber(*f, top);
+  spawned_.fetch_add(1, std::memory_order_relaxed);
+  ready(f, true);
+}
+
+void scheduler::ready(fiber* f, bool next) noexcept {
+  worker* w = current_worker();
+  if (w == nullptr) {
+    push_global(f);
+    return;
+  }
+  put_local(*w->proc, f, next);
+}
+
+void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
+  if (next && !randomize_scheduler()) {
+    f = p.runnext.exchange(f, std::memory_order_relaxed);
+    if (f == nullptr) return;
+  }
+  if (nidle_.load(std::memory_order_relaxed) > 0 &&
+      nsearching_.load(std::memory_order_relaxed) == 0) {
+    offloads_.fetch_add(1, std::memory_order_relaxed);
+    push_global(f);
+    return;
+  }
+  push_ring_or_overflow(p, f);
+}
+
+void scheduler::push_ring_or_overflow(processor& p, fiber* f) noexcept {
+  if (p.ring.push(f)) return;
+  fiber_list batch;
+  p.ring.take_half(batch);
+  batch.push_back(f);
+  push_global_all(batch);
+}
+
+void scheduler::push_global(fiber* f) noexcept {
+  global_.push(f);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (nsearching_.load(std::memory_order_relaxed) == 0) wakep();
+}
+
+void scheduler::push_global_all(fiber_list& fibers) noexcept {
+  global_.push_all(fibers);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (nsearching_.load(std::memory_order_relaxed) == 0) wakep();
+}
+
+// ---------------------------------------------------------------------------
+// Parking, yielding, exiting.
+
+void scheduler::park(after_switch_fn action, void* arg) noexcept {
+  worker* w = current_worker();
+  fiber* f = w->current;
+  w->after_switch = action;
+  w->after_switch_arg = arg;
+  switch_to_scheduler(*f);
+}
+
+void scheduler::yield_fiber() noexcept { park(requeue_after_yield, this); }
+
+void fiber_main(fiber& f) noexcept {
+  f.task->run();
+  f.task->complete();
+}
+
+void fiber_exited(worker& w, fiber* f, void*) { scheduler::get().fiber_finished(w, f); }
+
+void scheduler::fiber_finished(worker&, fiber* f) noexcept {
+  release_fiber_sanitizer_state(*f);
+  task_base* t = f->task;
+  const fiber_stack stack = f->stack;
+  f->~fiber();
+  release_stack(stack);
+  t->release();
+  exited_.fetch_add(1, std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// The worker loop.
+
+void scheduler::worker_loop(worker& w) {
+  enter_worker_thread(w);
+  for (;;) execute(w, find_runnable(w));
+}
+
+void scheduler::execute(worker& w, fiber* f) noexcept {
+  processor& p = *w.proc;
+  p.switches.store(p.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  if (f->running.exchange(1, std::memory_order_acquire) != 0) {
+    std::fprintf(stderr, "spindle: fatal: fiber %llu scheduled while already running\n",
+                 static_cast<unsigned long long>(f->id));
+    std::abort();
+  }
+  w.current = f;
+  run_fiber(w, *f);
+  w.current = nullptr;
+  f->running.store(0, std::memory_order_release);
+  const after_switch_fn action = w.after_switch;
+  w.after_switch = nullptr;
+  action(w, f, w.after_switch_arg);
+}
+
+fiber* scheduler::find_runnable(worker& w) {
+  processor& p = *w.proc;
+  for (;;) {
+    if (exiting.load(std::memory_order_relaxed)) sleep_forever();
+    fiber* f = local_work(p);
+    if (f == nullptr) f = take_global(p);
+    if (f != nullptr) {
+      if (w.searching) stop_searching(w);
+      return f;
+    }
+    f = wait_for_work(w);
+    if (f != nullptr) return f;
+  }
+}
+
+fiber* scheduler::local_work(processor& p) noexcept {
+  if (++p.schedtick % global_check_period == 0) {
+    if (!global_.empty()) {
+      if (fiber* f = global_.pop()) return f;
+    }
+    if (!p.inbox.empty()) drain_inbox(p);
+  }
+  if (p.runnext_streak < runnext_streak_cap) {
+    if (fiber* f = p.runnext.exchange(nullptr, std::memory_order_relaxed)) {
+      ++p.runnext_streak;
+      return f;
+    }
+  }
+  p.runnext_streak = 0;
+  if (fiber* f = p.ring.pop()) return f;
+  if (fiber* f = p.runnext.exchange(nullptr, std::memory_order_relaxed)) return f;
+  if (!p.inbox.empty()) return drain_inbox(p);
+  return nullptr;
+}
+
+// drain_inbox: moves the inbox into the ring; returns one fiber to run, if any.
+fiber* scheduler::drain_inbox(processor& p) noexcept {
+  fiber_list batch;
+  p.inbox.pop_batch(batch, run_queue::capacity);
+  fiber* first = batch.pop_front();
+  while (fiber* f = batch.pop_front()) push_ring_or_overflow(p, f);
+  return first;
+}
+
+fiber* scheduler::take_global(processor& p) noexcept {
+  const std::uint32_t queued = global_.size();
+  if (queued == 0) return nullptr;
+  const std::uint32_t procs = static_cast<std::uint32_t>(processors_.size());
+  const std::uint32_t want = std::min(queued / procs + 1, max_global_batch);
+  fiber_list batch;
+  global_.pop_batch(batch, want);
+  if (randomize_scheduler()) shuffle(batch, p.random_state);
+  fiber* first = batch.pop_front();
+  while (fiber* f = batch.pop_front()) push_ring_or_overflow(p, f);
+  return first;
+}
+
+// ---------------------------------------------------------------------------
+// Idle workers: spin briefly, then sleep (protocol steps W1-W5 above).
+
+fiber* scheduler::spin_for_work(processor& p) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.spin;
+  do {
+    for (int i = 0; i < 64; ++i) cpu_relax();
+    if (!p.inbox.empty()) {
+      if (fiber* f = drain_inbox(p)) return f;
+    }
+    if (fiber* f = take_global(p)) return f;
+  } while (std::chrono::steady_clock::now() < deadline);
+  return nullptr;
+}
+
+fiber* scheduler::wait_for_work(worker& w) {
+  processor& p = *w.proc;
+  if (!w.searching) {
+    int none = 0;
+    w.searching = nsearching_.compare_exchange_strong(none, 1);
+  }
+  if (w.searching && options_.spin.count() > 0) {  // W1
+    if (fiber* f = spin_for_work(p)) {
+      stop_searching(w);
+      return f;
+    }
+  }
+  {  // W2
+    std::lock_guard lock(idle_lock_);
+    p.wake_word.store(wake_none, std::memory_order_relaxed);
+    auto at = std::lower_bound(idle_.begin(), idle_.end(), &p,
+                               [](processor* a, processor* b) { return a->index > b->index; });
+    idle_.insert(at, &p);
+    p.in_idle_set = true;
+    nidle_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  if (w.searching) {  // W3
+    w.searching = false;
+    nsearching_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // W4
+  if (has_visible_work(p) && leave_idle_set(p)) return nullptr;
+  sleeps_.fetch_add(1, std::memory_order_relaxed);
+  std::uint32_t why;
+  while ((why = p.wake_word.load(std::memory_order_acquire)) == wake_none) {  // W5
+    futex_wait(p.wake_word, wake_none);
+  }
+  wakes_.fetch_add(1, std::memory_order_relaxed);
+  w.searching = why == wake_search;
+  if (monitor_asleep_.load(std::memory_order_seq_cst) != 0) wake_monitor();
+  return nullptr;
+}
+
+bool scheduler::has_visible_work(processor& p) const noexcept {
+  return !global_.empty() || !p.inbox.empty() || p.ring.size() != 0 ||
+         p.runnext.load(std::memory_order_relaxed) != nullptr;
+}
+
+bool scheduler::leave_idle_set(processor& p) noexcept {
+  std::lock_guard lock(idle_lock_);
+  if (!p.in_idle_set) return false;
+  idle_.erase(std::find(idle_.begin(), idle_.end(), &p));
+  p.in_idle_set = false;
+  nidle_.fetch_sub(1, std::memory_order_seq_cst);
+  return true;
+}
+
+processor* scheduler::claim_idle() noexcept {
+  std::lock_guard lock(idle_lock_);
+  if (idle_.empty()) return nullptr;
+  processor* p = idle_.back();
+  idle_.pop_back();
+  p->in_idle_set = false;
+  nidle_.fetch_sub(1, std::memory_order_seq_cst);
+  return p;
+}
+
+void scheduler::wake_processor(processor& p, wake_reason why) noexcept {
+  p.wake_word.store(why, std::memory_order_release);
+  futex_wake(p.wake_word, 1);
+}
+
+void scheduler::wakep() noexcept {
+  if (nidle_.load(std::memory_order_seq_cst) == 0) return;
+  int none = 0;
+  if (!nsearching_.compare_exchange_strong(none, 1)) return;
+  processor* p = claim_idle();
+  if (p == nullptr) {
+    nsearching_.fetch_sub(1, std::memory_order_seq_cst);
+    return;
+  }
+  wake_processor(*p, wake_search);
+}
+
+void scheduler::stop_searching(worker& w) noexcept {
+  w.searching = false;
+  nsearching_.fetch_sub(1, std::memory_order_seq_cst);
+  if (!global_.empty()) wakep();
+}
+
+stats scheduler::snapshot() const noexcept {
+  stats s;
+  s.procs = processors_.size();
+  const std::uint64_t exited = exited_.load(std::memory_order_acquire);
+  s.fibers_spawned = spawned_.load(std::memory_order_acquire);
+  s.fibers_alive = s.fibers_spawned - exited;
+  s.balancer_moves = balancer_moves_.load(std::memory_order_relaxed);
+  s.offloads = offloads_.load(std::memory_order_relaxed);
+  s.worker_sleeps = sleeps_.load(std::memory_order_relaxed);
+  s.worker_wakes = wakes_.load(std::memory_order_relaxed);
+  s.safety_net_wakes = safety_net_wakes_.load(std::memory_order_relaxed);
+  const stack_pool_counters c = stack_pool_counts();
+  s.stacks_reserved = c.reserved;
+  s.stacks_guarded = c.guarded;
+  s.stack_slabs = c.slabs;
+  return s;
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,105 @@
+// lib/sched/scheduler.hpp: the runtime object: processors, workers, the global
+// queue, the idle set and the monitor. The protocol is described at the top of
+// scheduler.cpp.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "sched/core.hpp"
+#include "sched/spinlock.hpp"
+#include "spindle/go.hpp"
+#include "spindle/runtime.hpp"
+
+namespace spindle::detail {
+
+class scheduler {
+ public:
+  // get: the runtime, started on first call with the configured options.
+  static scheduler& get();
+  // started: the runtime if it has started, else nullptr. Never starts it.
+  static scheduler* started() noexcept;
+
+  explicit scheduler(const options& opts);
+
+  // spawn: creates a fiber for t (taking over one reference) and makes it runnable.
+  void spawn(task_base* t, const spawn_options& opts);
+
+  // ready: makes parked fiber f runnable. On a worker thread it goes to that
+  // worker's processor (into runnext when `next`, so it runs soon, near the
+  // data its waker just touched); elsewhere to the global queue.
+  void ready(fiber* f, bool next = true) noexcept;
+
+  // park: called by the running fiber. Switches it out, then runs
+  // action(worker, fiber, arg) on the worker; the action must arrange for
+  // ready() to be called later (typically by releasing a lock under which
+  // the fiber registered itself as a waiter).
+  void park(after_switch_fn action, void* arg) noexcept;
+
+  // yield_fiber: puts the running fiber at the back of its processor's queue.
+  void yield_fiber() noexcept;
+
+  // running_fiber: the fiber running on this thread, or nullptr.
+  static fiber* running_fiber() noexcept;
+
+  const options& config() const noexcept { return options_; }
+  stats snapshot() const noexcept;
+
+  // Called from fiber_exited.
+  void fiber_finished(worker& w, fiber* f) noexcept;
+
+ private:
+  friend class monitor_access;
+
+  void start_workers();
+  void worker_loop(worker& w);
+  fiber* find_runnable(worker& w);
+  fiber* local_work(processor& p) noexcept;
+  fiber* take_global(processor& p) noexcept;
+  fiber* drain_inbox(processor& p) noexcept;
+  fiber* wait_for_work(worker& w);
+  fiber* spin_for_work(processor& p);
+  void execute(worker& w, fiber* f) noexcept;
+
+  void put_local(processor& p, fiber* f, bool next) noexcept;
+  void push_ring_or_overflow(processor& p, fiber* f) noexcept;
+  void push_global(fiber* f) noexcept;
+  void push_global_all(fiber_list& fibers) noexcept;
+
+  // Parking and waking (see the protocol in scheduler.cpp).
+  void wakep() noexcept;
+  void wake_processor(processor& p, wake_reason why) noexcept;
+  processor* claim_idle() noexcept;
+  bool leave_idle_set(processor& p) noexcept;
+  void stop_searching(worker& w) noexcept;
+  bool has_visible_work(processor& p) const noexcept;
+
+  // The monitor thread (monitor.cpp).
+  void monitor_loop();
+  bool balance() noexcept;
+  void safety_net() noexcept;
+  void wake_monitor() noexcept;
+  bool all_idle() const noexcept;
+
+  options options_;
+  std::vector<std::unique_ptr<processor>> processors_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  locked_fiber_list global_;
+
+  spinlock idle_lock_;
+  std::vector<processor*> idle_;      // guarded by idle_lock_; sorted, lowest index last
+  std::atomic<int> nidle_{0};         // written under idle_lock_
+  std::atomic<int> nsearching_{0};
+
+  std::thread monitor_;
+  std::atomic<std::uint32_t> monitor_word_{0};    // futex the monitor deep-sleeps on
+  std::atomic<std::uint32_t> monitor_asleep_{0};
+
+  std::atomic<std::uint64_t> next_fiber_id_{1};
+  std::atomic<std::uint64_t> spawned_{0}, exited_{0}, balancer_moves_{0}, offloads_{0},
+      sleeps_{0}, wakes_{0}, safety_net_wakes_{0};
+};
+
+}  // namespace spindle::detail

@@ -1,0 +1,62 @@
+// lib/sched/spinlock.hpp: the short lock that guards run-queue and primitive state.
+//
+// Critical sections under a spinlock are a handful of pointer writes; none
+// blocks or allocates. A fiber may hold one across its switch to the
+// scheduler: the scheduler releases it on the same thread right after the
+// switch (see park() in lib/sched/park.hpp), which is why this is a spinlock
+// and not a std::mutex-style lock tied to sleeping. After a short spin the
+// waiting thread yields its CPU, so a holder preempted by the kernel is not
+// starved by the spinners.
+#pragma once
+
+#include <sched.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace spindle::detail {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// spinlock_ref: operations on a lock word owned elsewhere (e.g. in a public header).
+class spinlock_ref {
+ public:
+  explicit spinlock_ref(std::atomic<std::uint32_t>& word) noexcept : word_(word) {}
+  void lock() noexcept {
+    for (int spins = 0; word_.exchange(1, std::memory_order_acquire) != 0;) {
+      while (word_.load(std::memory_order_relaxed) != 0) {
+        if (++spins < 128) {
+          cpu_relax();
+        } else {
+          sched_yield();
+        }
+      }
+    }
+  }
+  bool try_lock() noexcept { return word_.exchange(1, std::memory_order_acquire) == 0; }
+  void unlock() noexcept { word_.store(0, std::memory_order_release); }
+  std::atomic<std::uint32_t>& word() const noexcept { return word_; }
+
+ private:
+  std::atomic<std::uint32_t>& word_;
+};
+
+// spinlock: a spinlock that owns its word.
+class spinlock {
+ public:
+  void lock() noexcept { spinlock_ref(word_).lock(); }
+  bool try_lock() noexcept { return spinlock_ref(word_).try_lock(); }
+  void unlock() noexcept { spinlock_ref(word_).unlock(); }
+  operator spinlock_ref() noexcept { return spinlock_ref(word_); }
+
+ private:
+  std::atomic<std::uint32_t> word_{0};
+};
+
+}  // namespace spindle::detail
