@@ -1,6 +1,7 @@
 // lib/sched/api.cpp: the public entry points of go.hpp and runtime.hpp.
 #include <thread>
 
+#include "context/switch.hpp"
 #include "sched/options.hpp"
 #include "sched/scheduler.hpp"
 #include "sched/task_access.hpp"

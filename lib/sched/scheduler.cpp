@@ -90,6 +90,7 @@
 #include "context/switch.hpp"
 #include "os/futex.hpp"
 #include "sched/options.hpp"
+#include "sched/task_access.hpp"
 
 namespace spindle::detail {
 namespace {
@@ -298,7 +299,9 @@ fiber* scheduler::local_work(processor& p) noexcept {
     if (!global_.empty()) {
       if (fiber* f = global_.pop()) return f;
     }
-    if (!p.inbox.empty()) drain_inbox(p);
+    if (!p.inbox.empty()) {
+      if (fiber* f = drain_inbox(p)) return f;
+    }
   }
   if (p.runnext_streak < runnext_streak_cap) {
     if (fiber* f = p.runnext.exchange(nullptr, std::memory_order_relaxed)) {
@@ -317,9 +320,8 @@ fiber* scheduler::local_work(processor& p) noexcept {
 fiber* scheduler::drain_inbox(processor& p) noexcept {
   fiber_list batch;
   p.inbox.pop_batch(batch, run_queue::capacity);
-  fiber* first = batch.pop_front();
   while (fiber* f = batch.pop_front()) push_ring_or_overflow(p, f);
-  return first;
+  return p.ring.pop();
 }
 
 fiber* scheduler::take_global(processor& p) noexcept {

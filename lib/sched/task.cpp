@@ -70,8 +70,8 @@ void task_base::wait_done() {
 }
 
 bool task_base::is_done() const noexcept {
-  auto& self = const_cast<task_base&>(*this);
-  std::lock_guard lock(spinlock_ref{self.lock_});
+  spinlock_ref lock(const_cast<std::atomic<std::uint32_t>&>(lock_));
+  std::lock_guard guard(lock);
   return (state_ & finished) != 0;
 }
 
