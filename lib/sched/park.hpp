@@ -1,10 +1,18 @@
 // lib/sched/park.hpp: blocking for fibers and plain threads alike.
 //
 // Every blocking primitive (join, channels, mutexes, timers, I/O) blocks the
-// same way: the blocked party puts a waiter, living on its own stack, into
-// the primitive's wait queue while holding the primitive's lock, and calls
-// waiter::park(lock). Whoever satisfies the wait takes the waiter off the
-// queue under the lock, and calls waiter::wake() (preferably after unlocking).
+// same way, in the style of Go's sudog:
+//   1. The blocked party creates a waiter on its own stack, links an entry
+//      pointing to it into the primitive's wait queue while holding the
+//      primitive's lock, and calls waiter::park(lock) or park_until(lock, t).
+//   2. A waker, under the primitive's lock, takes an entry off the queue and
+//      calls waiter::try_claim(). Only if that returns true may it complete the
+//      operation for that waiter (copy a value into its slot, grant it the
+//      lock...) and, after releasing the lock, call waiter::wake(). If it
+//      returns false, the waiter was already claimed by someone else (another
+//      case of a select, or its own deadline) and the waker moves on.
+//   3. A waiter that returns from park_until with false timed out: nobody
+//      claimed it, so it must re-lock and unlink its entries itself.
 //
 //   From a fiber:  park switches the fiber out; the worker then releases the
 //                  lock (after_switch), so a waker can only find the waiter
@@ -18,6 +26,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "sched/spinlock.hpp"
@@ -33,16 +42,27 @@ class waiter {
   waiter(const waiter&) = delete;
   waiter& operator=(const waiter&) = delete;
 
+  // try_claim: the right to complete this waiter's operation and wake it.
+  // True for exactly one caller per park. Call under the primitive's lock.
+  bool try_claim() noexcept {
+    std::uint32_t expected = unclaimed;
+    return claim_.compare_exchange_strong(expected, claimed, std::memory_order_acq_rel);
+  }
   // park: blocks until wake(). `lock` is held on entry and released exactly
   // once, as described above; it is not re-acquired.
   void park(spinlock_ref lock) noexcept;
-  // wake: makes the parked owner runnable. Call once per park.
+  // park_until: as park, but gives up at `deadline` if nobody has claimed the
+  // waiter by then. Returns true when woken, false on timeout.
+  bool park_until(spinlock_ref lock, std::chrono::steady_clock::time_point deadline) noexcept;
+  // wake: makes the parked owner runnable. Only after a successful try_claim().
   void wake() noexcept;
 
   bool is_fiber() const noexcept { return fiber_ != nullptr; }
 
  private:
+  enum : std::uint32_t { unclaimed = 0, claimed = 1 };
   fiber* fiber_;
+  std::atomic<std::uint32_t> claim_{unclaimed};
   std::atomic<std::uint32_t> woken_{0};  // plain threads only
 };
 

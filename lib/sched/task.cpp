@@ -83,6 +83,7 @@ void task_base::complete() noexcept {
     std::lock_guard guard(lock);
     state_ |= finished;
     joiner = static_cast<waiter*>(std::exchange(joiner_, nullptr));
+    if (joiner != nullptr && !joiner->try_claim()) joiner = nullptr;
     report = (state_ & abandoned) && error_ && !(state_ & reported);
     if (report) state_ |= reported;
   }
