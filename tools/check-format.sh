@@ -30,5 +30,17 @@ fi
 
 echo "check-format: $("$clang_format" --version)"
 echo "check-format: checking ${#files[@]} files"
-"$clang_format" --dry-run --Werror --style=file "${files[@]}"
-echo "check-format: all files formatted"
+if "$clang_format" --dry-run --Werror --style=file "${files[@]}"; then
+  echo "check-format: all files formatted"
+  exit 0
+fi
+
+unformatted=()
+for f in "${files[@]}"; do
+  if ! "$clang_format" --dry-run --Werror --style=file "$f" 2>/dev/null; then
+    unformatted+=("$f")
+  fi
+done
+echo "check-format: ${#unformatted[@]} files need formatting; fix them with:"
+echo "  clang-format -i ${unformatted[*]}"
+exit 1
