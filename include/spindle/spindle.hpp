@@ -1,6 +1,9 @@
 // spindle/spindle.hpp: the whole public API in one include.
 #pragma once
 
+#include "spindle/chan.hpp"
 #include "spindle/error.hpp"
 #include "spindle/go.hpp"
 #include "spindle/runtime.hpp"
+#include "spindle/select.hpp"
+#include "spindle/sync.hpp"

@@ -1,0 +1,155 @@
+// lib/chan/chan_core.hpp: the channel's data and the locked steps that
+// chan_core.cpp (single operations) and select.cpp (select) share.
+// The protocol is described at the top of chan_core.cpp.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+
+#include "sched/park.hpp"
+#include "sched/spinlock.hpp"
+#include "spindle/detail/chan_core.hpp"
+
+namespace spindle::detail {
+
+// parker: the one waiter behind the chan_op entries of a parked operation.
+// A single send or receive has one entry; a select has one per enabled case,
+// all pointing here, and try_claim() on `parked` decides which case wins.
+struct parker {
+  waiter parked;
+  // gate: a select holds the locks of several channels but can hand only one
+  // lock to park(). It takes `gate` before its entries become visible,
+  // releases the channel locks, and parks on `gate`, which the scheduler
+  // releases once the fiber has switched out. A waker passes through the
+  // gate (lock, unlock) before wake(), so it never readies a fiber that is
+  // still running. Unused (never locked) by single operations.
+  spinlock gate;
+  bool is_select = false;
+
+  // wake: makes the owner runnable. Call after try_claim() succeeded and the
+  // channel's lock is released. The parker may be gone when this returns.
+  void wake() noexcept {
+    if (is_select) {
+      gate.lock();
+      gate.unlock();
+    }
+    parked.wake();
+  }
+};
+
+// op_queue: a FIFO of parked chan_ops (the channel's recvq or sendq).
+// Guarded by the channel's lock.
+class op_queue {
+ public:
+  void push_back(chan_op& op) noexcept;
+  // unlink: removes `op` if it is still queued.
+  void unlink(chan_op& op) noexcept;
+  // pop_claimed: removes entries from the front until one whose owner it can
+  // claim (parker::parked.try_claim), and returns that one; nullptr when none is left.
+  // Entries whose owner was claimed elsewhere (another select case, a
+  // deadline) are dropped on the way.
+  chan_op* pop_claimed() noexcept;
+  bool empty() const noexcept { return head_ == nullptr; }
+  std::size_t length() const noexcept {
+    std::size_t n = 0;
+    for (const chan_op* op = head_; op != nullptr; op = op->next) ++n;
+    return n;
+  }
+
+ private:
+  chan_op* head_ = nullptr;
+  chan_op* tail_ = nullptr;
+};
+
+// channel: the real chan_core. The ring buffer follows the object in the same
+// allocation.
+class channel final : public chan_core {
+ public:
+  static channel& of(chan_core* c) noexcept { return static_cast<channel&>(*c); }
+  static const channel& of(const chan_core* c) noexcept { return static_cast<const channel&>(*c); }
+
+  channel(std::size_t capacity, const elem_ops& ops, unsigned char* buffer) noexcept
+      : ops_(ops), capacity_(capacity), buffer_(buffer) {}
+
+  // The locked steps. Each requires lock_ held. A step that completes a
+  // parked partner returns the partner's parker through `partner`; the caller
+  // must call partner->wake() after releasing every lock it holds.
+
+  // poll_send: completes `op` now if it can: hands the value to a parked
+  // receiver, or buffers it. Returns done, closed or would_block.
+  op_status poll_send(chan_op& op, parker*& partner) noexcept;
+  // poll_recv: completes `op` now if it can: takes a parked sender's value
+  // (through the buffer when there is one, keeping FIFO order) or a buffered
+  // one. Returns done, closed (closed and drained) or would_block.
+  op_status poll_recv(chan_op& op, parker*& partner) noexcept;
+  // enqueue: links `op` (owner already set) into sendq_ or recvq_.
+  void enqueue(chan_op& op) noexcept { (op.is_send ? sendq_ : recvq_).push_back(op); }
+  // dequeue: unlinks `op` if a waker has not already done so.
+  void dequeue(chan_op& op) noexcept { (op.is_send ? sendq_ : recvq_).unlink(op); }
+  // close_locked: marks the channel closed, completes every parked operation
+  // with `closed`, and returns their ops chained through chan_op::next (the
+  // caller wakes each owner after unlocking). Returns false when already closed.
+  bool close_locked(chan_op*& to_wake) noexcept;
+
+  spinlock& lock() noexcept { return lock_; }
+  const elem_ops& ops() const noexcept { return ops_; }
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  bool release() noexcept { return refs_.fetch_sub(1, std::memory_order_acq_rel) == 1; }
+  void destroy_buffered() noexcept;
+
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
+  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+  // parked_senders, parked_receivers: entries queued right now, for tests
+  // (tests/chan use them to know that a party has parked; no sleeping).
+  std::size_t parked_senders() noexcept { return locked_length(sendq_); }
+  std::size_t parked_receivers() noexcept { return locked_length(recvq_); }
+
+ private:
+  void* slot_at(std::size_t index) const noexcept { return buffer_ + index * ops_.size; }
+  std::size_t locked_length(const op_queue& queue) noexcept {
+    lock_.lock();
+    std::size_t n = queue.length();
+    lock_.unlock();
+    return n;
+  }
+  std::size_t advance(std::size_t index) const noexcept {
+    return index + 1 == capacity_ ? 0 : index + 1;
+  }
+
+  std::atomic<std::size_t> refs_{1};
+  spinlock lock_;
+  const elem_ops& ops_;
+  const std::size_t capacity_;
+  unsigned char* const buffer_;  // capacity_ slots of ops_.size bytes
+
+  // Guarded by lock_. Invariants (Go's chan.go):
+  //   at least one of sendq_ and recvq_ holds no claimable entry;
+  //   count_ > 0 implies recvq_ holds no claimable entry;
+  //   count_ < capacity_ implies sendq_ holds no claimable entry.
+  // (Unclaimable entries, left by a select that won elsewhere or an operation
+  // that timed out, may linger until their owner or a waker unlinks them.)
+  std::atomic<std::size_t> count_{0};  // atomic only so size() may read it unlocked
+  std::size_t recvx_ = 0;              // next slot to receive from
+  std::size_t sendx_ = 0;              // next slot to send into
+  std::atomic<bool> closed_{false};    // written under lock_; read unlocked by closed()
+  op_queue recvq_;
+  op_queue sendq_;
+};
+
+// park_op: parks `self` (whose entries are queued) releasing `lock` after
+// switch-out; gives up at `deadline`. Returns false on timeout: nobody claimed
+// `self`, and its entries may still be queued.
+inline bool park_op(parker& self, spinlock_ref lock, time_point deadline) noexcept {
+  if (deadline == no_deadline) {
+    self.parked.park(lock);
+    return true;
+  }
+  return self.parked.park_until(lock, deadline);
+}
+
+// raise_send_on_closed: throws usage_error("send on closed channel").
+[[noreturn]] void raise_send_on_closed();
+
+}  // namespace spindle::detail
