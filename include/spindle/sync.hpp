@@ -37,7 +37,8 @@ class wait_group {
 
   // add: adds delta (may be negative) to the counter; when it reaches zero,
   // every waiter wakes. Does not block. Throws usage_error("negative
-  // wait_group counter") if the counter would drop below zero.
+  // wait_group counter") if the counter drops below zero. The counter holds
+  // 32 bits.
   void add(std::ptrdiff_t delta);
   // done: add(-1).
   void done() { add(-1); }
@@ -57,8 +58,12 @@ class wait_group {
  private:
   bool wait_until_deadline(detail::time_point deadline);
 
-  std::atomic<std::int64_t> count_{0};
-  std::atomic<std::uint32_t> lock_{0};  // guards waiters_
+  // state_: the counter (signed, high 32 bits) and the number of parked
+  // waiters (low 32 bits), in one word so that the add() that brings the
+  // counter to zero knows, without touching anything else, whether anyone
+  // must be woken (see lib/sync/wait_group.cpp).
+  std::atomic<std::uint64_t> state_{0};
+  std::atomic<std::uint32_t> lock_{0};  // guards waiters_ and the waiter count's increments
   detail::wait_queue waiters_;
 };
 

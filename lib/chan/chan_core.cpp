@@ -202,7 +202,7 @@ void chan_core::release() noexcept {
   c.destroy_buffered();
   layout l = layout_for(c.capacity(), c.ops());
   c.~channel();
-  ::operator delete(static_cast<void*>(&c), l.bytes, l.align);
+  ::operator delete(static_cast<void*>(&c), l.align);
 }
 
 op_status chan_core::send(chan_op& op, bool blocking, time_point deadline) {
