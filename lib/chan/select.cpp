@@ -61,6 +61,9 @@ std::uint64_t seed_random() noexcept {
   return static_cast<std::uint32_t>((std::uint64_t{r} * bound) >> 32);
 }
 
+// locked_cases: the channels of the active cases in lock order; lock() takes
+// each distinct channel once (Go's sellock), unlock() releases them in
+// reverse (selunlock).
 class locked_cases {
  public:
   locked_cases(chan_op* ops, const std::uint16_t* order, std::size_t count) noexcept
@@ -97,37 +100,21 @@ void sleep_until_deadline(time_point deadline) noexcept {
   self.parked.park_until(nothing_to_guard, deadline);
 }
 
-}  // namespace
+// nothing_enabled: the outcome of a select without an enabled case.
+std::size_t nothing_enabled(bool has_default, time_point deadline) {
+  if (has_default) return select_default;
+  if (deadline == no_deadline) {
+    throw usage_error("select with no enabled case and no timeout would block forever");
+  }
+  sleep_until_deadline(deadline);
+  return select_timeout;
+}
 
-std::size_t select_core(chan_op* ops, std::size_t count, std::uint16_t* scratch, bool has_default,
-                        time_point deadline) {
-  std::uint16_t* poll_order = scratch;
-  std::uint16_t* lock_order = scratch + count;
-  std::size_t active = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    if (ops[i].enabled && ops[i].channel != nullptr) {
-      poll_order[active++] = static_cast<std::uint16_t>(i);
-    }
-  }
-  if (active == 0) {
-    if (has_default) return select_default;
-    if (deadline == no_deadline) {
-      throw usage_error("select with no enabled case and no timeout would block forever");
-    }
-    sleep_until_deadline(deadline);
-    return select_timeout;
-  }
-  for (std::size_t i = active - 1; i > 0; --i) {
-    std::swap(poll_order[i], poll_order[random_below(static_cast<std::uint32_t>(i + 1))]);
-  }
-  std::copy(poll_order, poll_order + active, lock_order);
-  std::sort(lock_order, lock_order + active, [ops](std::uint16_t a, std::uint16_t b) {
-    return std::less<const chan_core*>()(ops[a].channel, ops[b].channel);
-  });
-  locked_cases locks(ops, lock_order, active);
-
-  // Pass 1: poll.
-  locks.lock();
+// poll: pass 1, with every channel locked. Completes the first ready case in
+// poll order, unlocks, wakes its partner and returns its index; returns
+// `count` (still locked) when none is ready.
+std::size_t poll(chan_op* ops, const std::uint16_t* poll_order, std::size_t active,
+                 locked_cases& locks, std::size_t count) {
   for (std::size_t i = 0; i < active; ++i) {
     chan_op& op = ops[poll_order[i]];
     channel& c = channel::of(op.channel);
@@ -140,12 +127,13 @@ std::size_t select_core(chan_op* ops, std::size_t count, std::uint16_t* scratch,
     op.status = status;
     return poll_order[i];
   }
-  if (has_default) {
-    locks.unlock();
-    return select_default;
-  }
+  return count;
+}
 
-  // Pass 2: enqueue on every channel, park on the gate.
+// wait_for_case: passes 2 and 3, entered with every channel locked. Returns
+// the index of the case that fired, or select_timeout.
+std::size_t wait_for_case(chan_op* ops, const std::uint16_t* lock_order, std::size_t active,
+                          locked_cases& locks, time_point deadline) {
   parker self;
   self.is_select = true;
   self.gate.lock();
@@ -158,7 +146,6 @@ std::size_t select_core(chan_op* ops, std::size_t count, std::uint16_t* scratch,
   locks.unlock();
   park_op(self, self.gate, deadline);
 
-  // Pass 3: unlink the losers; find the winner.
   std::size_t winner = select_timeout;
   locks.lock();
   for (std::size_t i = 0; i < active; ++i) {
@@ -171,6 +158,39 @@ std::size_t select_core(chan_op* ops, std::size_t count, std::uint16_t* scratch,
     raise_send_on_closed();
   }
   return winner;
+}
+
+}  // namespace
+
+std::size_t select_core(chan_op* ops, std::size_t count, std::uint16_t* scratch, bool has_default,
+                        time_point deadline) {
+  std::uint16_t* poll_order = scratch;
+  std::uint16_t* lock_order = scratch + count;
+  std::size_t active = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (ops[i].enabled && ops[i].channel != nullptr) {
+      poll_order[active++] = static_cast<std::uint16_t>(i);
+    }
+  }
+  if (active == 0) return nothing_enabled(has_default, deadline);
+  for (std::size_t i = active - 1; i > 0; --i) {
+    std::swap(poll_order[i], poll_order[random_below(static_cast<std::uint32_t>(i + 1))]);
+  }
+  std::copy(poll_order, poll_order + active, lock_order);
+  std::sort(lock_order, lock_order + active, [ops](std::uint16_t a, std::uint16_t b) {
+    return std::less<const chan_core*>()(ops[a].channel, ops[b].channel);
+  });
+
+  locked_cases locks(ops, lock_order, active);
+  locks.lock();
+  if (std::size_t fired = poll(ops, poll_order, active, locks, count); fired != count) {
+    return fired;
+  }
+  if (has_default) {
+    locks.unlock();
+    return select_default;
+  }
+  return wait_for_case(ops, lock_order, active, locks, deadline);
 }
 
 }  // namespace spindle::detail
