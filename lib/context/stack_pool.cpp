@@ -141,7 +141,7 @@ struct thread_cache {
   }
 };
 
-thread_local thread_cache cache;
+__attribute__((tls_model("initial-exec"))) thread_local thread_cache cache;
 
 void refill(thread_cache& tc, pool& p) {
   std::lock_guard lock(p.mutex);

@@ -55,12 +55,12 @@ struct alignas(128) processor {
   worker* owner = nullptr;  // the worker thread running this processor
 
   run_queue ring;                         // producer: owner; consumers: owner, balancer
-  std::atomic<fiber*> runnext{nullptr};   // owner only
+  std::atomic<fiber*> runnext{nullptr};   // owner only (atomic for the monitor's reads)
   locked_fiber_list inbox;                // any thread pushes, owner drains
 
   // Owner-only scheduling state.
   std::uint32_t schedtick = 0;       // fibers started; drives the 1-in-61 global check
-  std::uint32_t runnext_streak = 0;  // consecutive runnext runs; capped at 3
+  std::int64_t slice_start_ns = -1;  // coarse clock at the slice's first runnext run; -1: not yet
   std::uint64_t random_state = 0;
 
   // Idle protocol (scheduler.cpp, "Parking and waking").

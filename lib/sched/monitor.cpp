@@ -44,8 +44,12 @@ void sleep_for_interval(microseconds interval) noexcept {
 }  // namespace
 
 bool scheduler::all_idle() const noexcept {
-  return nidle_.load(std::memory_order_seq_cst) == static_cast<int>(processors_.size()) &&
-         global_.empty();
+  if (nidle_.load(std::memory_order_seq_cst) != static_cast<int>(processors_.size())) return false;
+  if (!global_.empty()) return false;
+  for (auto& p : processors_) {
+    if (!p->inbox.empty() || p->ring.size() != 0) return false;
+  }
+  return true;
 }
 
 void scheduler::wake_monitor() noexcept {
@@ -114,7 +118,10 @@ bool scheduler::balance() noexcept {
     const std::uint32_t count = batch.size;
     target->inbox.push_all(batch);
     balancer_moves_.fetch_add(count, std::memory_order_relaxed);
-    if (claimed) wake_processor(*target, wake_inbox);
+    // A busy target may be on its way to sleep: the submitter's side of the
+    // idle protocol (push, fence, look at the idle set) applies to it too.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (claimed || leave_idle_set(*target)) wake_processor(*target, wake_inbox);
     moved = moved || count > 0;
   }
   return moved;
@@ -136,7 +143,7 @@ void scheduler::safety_net() noexcept {
     safety_net_wakes_.fetch_add(1, std::memory_order_relaxed);
     if (processor* p = claim_idle()) wake_processor(*p, wake_inbox);
   }
-  stuck_last_scan = stuck && !stuck_last_scan;
+  stuck_last_scan = stuck;
 }
 
 }  // namespace spindle::detail

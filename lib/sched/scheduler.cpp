@@ -16,8 +16,9 @@
 // Where a worker finds work (local_work, take_global), in order:
 //   1. every 61st fiber, one fiber from the global queue (so a processor busy
 //      with its own fibers cannot starve the global queue; Go's rule);
-//   2. runnext, unless the last 3 fibers all came from runnext (a ping-pong
-//      pair shares a time slice and must not starve the ring);
+//   2. runnext, while the current time slice (2 ms, on the coarse clock) lasts:
+//      a fiber readied by a running fiber inherits its slice, so a ping-pong
+//      pair or a spawn-and-join chain runs as a unit but cannot starve the ring;
 //   3. the local ring; 4. the inbox; 5. a batch from the global queue,
 //      min(len/procs + 1, 128) fibers.
 // It never looks at another processor's ring.
@@ -78,6 +79,7 @@
 #include "sched/scheduler.hpp"
 
 #include <sys/prctl.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -96,7 +98,7 @@ namespace spindle::detail {
 namespace {
 
 constexpr std::uint32_t global_check_period = 61;
-constexpr std::uint32_t runnext_streak_cap = 3;
+constexpr std::int64_t slice_ns = 2'000'000;  // runnext chains share at most one slice
 constexpr std::uint32_t max_global_batch = 128;
 
 std::atomic<scheduler*> the_scheduler{nullptr};
@@ -107,6 +109,30 @@ void stop_scheduling_at_exit() { exiting.store(true, std::memory_order_release);
 [[noreturn]] void sleep_forever() {
   std::atomic<std::uint32_t> never{0};
   for (;;) futex_wait(never, 0);
+}
+
+// mark_running / mark_stopped: in builds with assertions, a fiber that a
+// scheduler bug made runnable twice is caught before it runs twice.
+void mark_running([[maybe_unused]] fiber& f) noexcept {
+#ifndef NDEBUG
+  if (f.running.exchange(1, std::memory_order_acquire) != 0) {
+    std::fprintf(stderr, "spindle: fatal: fiber %llu scheduled while already running\n",
+                 static_cast<unsigned long long>(f.id));
+    std::abort();
+  }
+#endif
+}
+
+void mark_stopped([[maybe_unused]] fiber& f) noexcept {
+#ifndef NDEBUG
+  f.running.store(0, std::memory_order_release);
+#endif
+}
+
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 void requeue_after_yield(worker&, fiber* f, void* sched) {
@@ -192,8 +218,10 @@ void scheduler::ready(fiber* f, bool next) noexcept {
 
 void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
   if (next && !randomize_scheduler()) {
-    f = p.runnext.exchange(f, std::memory_order_relaxed);
-    if (f == nullptr) return;
+    fiber* displaced = p.runnext.load(std::memory_order_relaxed);
+    p.runnext.store(f, std::memory_order_relaxed);
+    if (displaced == nullptr) return;
+    f = displaced;
   }
   if (nidle_.load(std::memory_order_relaxed) > 0 &&
       nsearching_.load(std::memory_order_relaxed) == 0) {
@@ -265,15 +293,11 @@ void scheduler::worker_loop(worker& w) {
 void scheduler::execute(worker& w, fiber* f) noexcept {
   processor& p = *w.proc;
   p.switches.store(p.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  if (f->running.exchange(1, std::memory_order_acquire) != 0) {
-    std::fprintf(stderr, "spindle: fatal: fiber %llu scheduled while already running\n",
-                 static_cast<unsigned long long>(f->id));
-    std::abort();
-  }
+  mark_running(*f);
   w.current = f;
   run_fiber(w, *f);
   w.current = nullptr;
-  f->running.store(0, std::memory_order_release);
+  mark_stopped(*f);
   const after_switch_fn action = w.after_switch;
   w.after_switch = nullptr;
   action(w, f, w.after_switch_arg);
@@ -284,36 +308,55 @@ fiber* scheduler::find_runnable(worker& w) {
   for (;;) {
     if (exiting.load(std::memory_order_relaxed)) sleep_forever();
     fiber* f = local_work(p);
-    if (f == nullptr) f = take_global(p);
+    if (f == nullptr && (f = take_global(p)) != nullptr) start_slice(p, f);
     if (f != nullptr) {
       if (w.searching) stop_searching(w);
       return f;
     }
     f = wait_for_work(w);
-    if (f != nullptr) return f;
+    if (f != nullptr) return start_slice(p, f);
   }
 }
 
 fiber* scheduler::local_work(processor& p) noexcept {
   if (++p.schedtick % global_check_period == 0) {
     if (!global_.empty()) {
-      if (fiber* f = global_.pop()) return f;
+      if (fiber* f = global_.pop()) return start_slice(p, f);
     }
     if (!p.inbox.empty()) {
-      if (fiber* f = drain_inbox(p)) return f;
+      if (fiber* f = drain_inbox(p)) return start_slice(p, f);
     }
   }
-  if (p.runnext_streak < runnext_streak_cap) {
-    if (fiber* f = p.runnext.exchange(nullptr, std::memory_order_relaxed)) {
-      ++p.runnext_streak;
-      return f;
-    }
+  if (fiber* f = take_runnext(p)) return f;
+  if (fiber* f = p.ring.pop()) return start_slice(p, f);
+  if (fiber* f = p.runnext.load(std::memory_order_relaxed)) {
+    p.runnext.store(nullptr, std::memory_order_relaxed);
+    return start_slice(p, f);
   }
-  p.runnext_streak = 0;
-  if (fiber* f = p.ring.pop()) return f;
-  if (fiber* f = p.runnext.exchange(nullptr, std::memory_order_relaxed)) return f;
-  if (!p.inbox.empty()) return drain_inbox(p);
+  if (!p.inbox.empty()) return start_slice(p, drain_inbox(p));
   return nullptr;
+}
+
+// take_runnext: the runnext fiber, if the current time slice has time left.
+// A fiber readied into runnext inherits its waker's slice (Go's inheritTime),
+// so a chain of spawns and joins, or a ping-pong pair, runs as a unit without
+// touching the ring; once the slice is used up, the ring gets its turn.
+fiber* scheduler::take_runnext(processor& p) noexcept {
+  fiber* f = p.runnext.load(std::memory_order_relaxed);
+  if (f == nullptr) return nullptr;
+  const std::int64_t now = coarse_now_ns();
+  if (p.slice_start_ns < 0) {
+    p.slice_start_ns = now;
+  } else if (now - p.slice_start_ns >= slice_ns) {
+    return nullptr;
+  }
+  p.runnext.store(nullptr, std::memory_order_relaxed);
+  return f;
+}
+
+fiber* scheduler::start_slice(processor& p, fiber* f) noexcept {
+  p.slice_start_ns = -1;  // read the clock only if runnext is used in this slice
+  return f;
 }
 
 // drain_inbox: moves the inbox into the ring; returns one fiber to run, if any.
