@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <shared_mutex>
 #include <spindle/spindle.hpp>
@@ -108,4 +109,50 @@ TEST_CASE("rw_mutex writers and readers churn") {
   for (auto& f : fs) f.join();
   CHECK_FALSE(torn);
   CHECK(value == mirror);
+}
+
+TEST_CASE("timed semaphore and cond waits racing their wakers (plain threads)") {
+  using namespace std::chrono_literals;
+  constexpr int permits = 5000;
+  spindle::semaphore sem(0);
+  std::atomic<int> taken{0};
+  std::vector<std::thread> takers;
+  for (int t = 0; t < 3; ++t) {
+    takers.emplace_back([&] {
+      while (taken.load() < permits) {
+        if (sem.try_acquire_for(20us)) ++taken;
+      }
+    });
+  }
+  auto giver = spindle::go([&] {
+    for (int i = 0; i < permits; ++i) {
+      sem.release();
+      if (i % 8 == 0) spindle::yield();
+    }
+  });
+  giver.join();
+  for (auto& t : takers) t.join();
+  CHECK(taken == permits);
+  CHECK_FALSE(sem.try_acquire());  // no permit lost, none created
+
+  spindle::mutex m;
+  spindle::cond cv;
+  int produced = 0, consumed = 0;
+  constexpr int items = 3000;
+  std::thread consumer([&] {
+    std::unique_lock lock(m);
+    while (consumed < items) {
+      if (cv.wait_for(lock, 20us, [&] { return produced > consumed; })) ++consumed;
+    }
+  });
+  auto producer = spindle::go([&] {
+    for (int i = 0; i < items; ++i) {
+      std::lock_guard guard(m);
+      ++produced;
+      cv.notify_one();
+    }
+  });
+  producer.join();
+  consumer.join();
+  CHECK(consumed == items);
 }
