@@ -16,6 +16,7 @@
 // first out. T must be nothrow move-constructible; move-only T works.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <iterator>
 #include <new>
