@@ -7,3 +7,4 @@
 #include "spindle/runtime.hpp"
 #include "spindle/select.hpp"
 #include "spindle/sync.hpp"
+#include "spindle/time.hpp"

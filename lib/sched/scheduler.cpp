@@ -102,6 +102,7 @@ constexpr std::int64_t slice_ns = 2'000'000;  // runnext chains share at most on
 constexpr std::uint32_t max_global_batch = 128;
 
 std::atomic<scheduler*> the_scheduler{nullptr};
+__attribute__((tls_model("initial-exec"))) thread_local fiber_list* ready_batch = nullptr;
 std::atomic<bool> exiting{false};
 
 void stop_scheduling_at_exit() { exiting.store(true, std::memory_order_release); }
@@ -209,12 +210,18 @@ void scheduler::spawn(task_base* t, const spawn_options& opts) {
 
 void scheduler::ready(fiber* f, bool next) noexcept {
   worker* w = current_worker();
-  if (w == nullptr) {
+  if (w != nullptr) {
+    put_local(*w->proc, f, next);
+  } else if (ready_batch != nullptr) {
+    ready_batch->push_back(f);
+  } else {
     push_global(f);
-    return;
   }
-  put_local(*w->proc, f, next);
 }
+
+void scheduler::ready_all(fiber_list& fibers) noexcept { push_global_all(fibers); }
+
+void scheduler::set_ready_batch(fiber_list* batch) noexcept { ready_batch = batch; }
 
 void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
   if (next && !randomize_scheduler()) {

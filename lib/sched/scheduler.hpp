@@ -32,6 +32,13 @@ class scheduler {
   // data its waker just touched); elsewhere to the global queue.
   void ready(fiber* f, bool next = true) noexcept;
 
+  // ready_all: makes every fiber of the list runnable (from a thread without
+  // a processor: one push to the global queue, at most one wake).
+  void ready_all(fiber_list& fibers) noexcept;
+  // set_ready_batch: from now on, fibers this thread readies collect in
+  // `batch` until ready_all(*batch) (the event loop's thread uses this).
+  static void set_ready_batch(fiber_list* batch) noexcept;
+
   // park: called by the running fiber. Switches it out, then runs
   // action(worker, fiber, arg) on the worker; the action must arrange for
   // ready() to be called later (typically by releasing a lock under which

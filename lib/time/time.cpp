@@ -1,0 +1,187 @@
+// lib/time/time.cpp: sleep, timer, ticker and after, on the event loop's timer heap.
+//
+// A timer_state is one heap entry plus what firing does: send on a channel,
+// spawn a fiber, or (tickers) send and re-arm one period later. fire() runs
+// on the loop thread and never blocks: the channel has capacity 1 and is
+// written with try_send. The state belongs to its timer or ticker object;
+// destroying that object cancels the entry, waiting out a fire in progress,
+// so fire() never touches a freed state. after()'s states have no owner and
+// free themselves when they fire.
+#include <utility>
+
+#include "io/event_loop.hpp"
+#include "sched/park.hpp"
+#include "spindle/error.hpp"
+#include "spindle/go.hpp"
+#include "spindle/time.hpp"
+
+namespace spindle {
+namespace detail {
+
+class timer_state {
+ public:
+  enum class kind { send, call, tick, send_once_and_free };
+
+  timer_state(kind k, std::chrono::nanoseconds d, std::function<void()> f = {})
+      : kind_(k), function_(std::move(f)), period_ns_(d.count()) {
+    entry_.fire = fire;
+    entry_.owner = this;
+    if (k != kind::call) channel_ = chan<steady_time>(1);
+  }
+
+  void arm(std::chrono::nanoseconds d) {
+    entry_.deadline_ns = steady_now_ns() + std::max<std::int64_t>(d.count(), 0);
+    event_loop::get().add_timer(&entry_);
+  }
+  bool cancel() noexcept { return event_loop::get().cancel_timer(&entry_); }
+  void set_period(std::chrono::nanoseconds period) noexcept { period_ns_ = period.count(); }
+  const chan<steady_time>& channel() const noexcept { return channel_; }
+
+ private:
+  // owned_entry: the heap entry, with the way back to its state.
+  struct owned_entry : timer_entry {
+    timer_state* owner = nullptr;
+  };
+
+  static void fire(timer_entry* e) noexcept { static_cast<owned_entry*>(e)->owner->on_fire(); }
+
+  void on_fire() noexcept {
+    const steady_time now = std::chrono::steady_clock::now();
+    switch (kind_) {
+      case kind::send:
+        channel_.try_send(steady_time(now));
+        break;
+      case kind::call:
+        spawn_function();
+        break;
+      case kind::tick:
+        channel_.try_send(steady_time(now));
+        event_loop::get().rearm_timer(&entry_, next_tick(steady_now_ns()));
+        break;
+      case kind::send_once_and_free:
+        channel_.try_send(steady_time(now));
+        delete this;
+        break;
+    }
+  }
+
+  void spawn_function() noexcept {
+    try {
+      go(function_).detach();
+    } catch (...) {
+      // No stack for the function's fiber: nothing to run it on. The timer
+      // is spent either way, as a Go AfterFunc whose goroutine failed.
+    }
+  }
+
+  // next_tick: the first multiple of the period after now (missed ticks are dropped).
+  std::int64_t next_tick(std::int64_t now) const noexcept {
+    const std::int64_t behind = now - entry_.deadline_ns;
+    return entry_.deadline_ns + period_ns_ * (1 + behind / period_ns_);
+  }
+
+  owned_entry entry_;
+  kind kind_;
+  std::function<void()> function_;
+  std::int64_t period_ns_;
+  chan<steady_time> channel_;
+};
+
+void sleep_until_steady(steady_time deadline) {
+  waiter self;
+  if (!self.is_fiber()) {
+    std::this_thread::sleep_until(deadline);
+    return;
+  }
+  spinlock nobody_wakes_us;
+  nobody_wakes_us.lock();
+  self.park_until(nobody_wakes_us, deadline);
+}
+
+}  // namespace detail
+
+timer::timer(std::chrono::nanoseconds d)
+    : state_(new detail::timer_state(detail::timer_state::kind::send, d)) {
+  state_->arm(d);
+}
+
+timer::timer(std::chrono::nanoseconds d, std::function<void()> f)
+    : state_(new detail::timer_state(detail::timer_state::kind::call, d, std::move(f))) {
+  state_->arm(d);
+}
+
+timer::timer(timer&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+
+timer& timer::operator=(timer&& other) noexcept {
+  if (this != &other) {
+    stop();
+    delete state_;
+    state_ = std::exchange(other.state_, nullptr);
+  }
+  return *this;
+}
+
+timer::~timer() {
+  stop();
+  delete state_;
+}
+
+chan<steady_time> timer::channel() const noexcept {
+  return state_ ? state_->channel() : chan<steady_time>();
+}
+
+bool timer::stop() noexcept { return state_ != nullptr && state_->cancel(); }
+
+bool timer::reset(std::chrono::nanoseconds d) {
+  if (state_ == nullptr) throw usage_error("spindle: reset of a moved-from timer");
+  const bool was_pending = state_->cancel();
+  state_->arm(d);
+  return was_pending;
+}
+
+ticker::ticker(std::chrono::nanoseconds period) : state_(nullptr) {
+  if (period.count() <= 0) throw usage_error("spindle: ticker period must be positive");
+  state_ = new detail::timer_state(detail::timer_state::kind::tick, period);
+  state_->arm(period);
+}
+
+ticker::ticker(ticker&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+
+ticker& ticker::operator=(ticker&& other) noexcept {
+  if (this != &other) {
+    stop();
+    delete state_;
+    state_ = std::exchange(other.state_, nullptr);
+  }
+  return *this;
+}
+
+ticker::~ticker() {
+  stop();
+  delete state_;
+}
+
+chan<steady_time> ticker::channel() const noexcept {
+  return state_ ? state_->channel() : chan<steady_time>();
+}
+
+void ticker::stop() noexcept {
+  if (state_ != nullptr) state_->cancel();
+}
+
+void ticker::reset(std::chrono::nanoseconds period) {
+  if (period.count() <= 0) throw usage_error("spindle: ticker period must be positive");
+  if (state_ == nullptr) throw usage_error("spindle: reset of a moved-from ticker");
+  state_->cancel();
+  state_->set_period(period);
+  state_->arm(period);
+}
+
+chan<steady_time> after(std::chrono::nanoseconds d) {
+  auto* state = new detail::timer_state(detail::timer_state::kind::send_once_and_free, d);
+  chan<steady_time> c = state->channel();
+  state->arm(d);
+  return c;
+}
+
+}  // namespace spindle

@@ -1,0 +1,58 @@
+// lib/time/timer_heap.hpp: pending timers, earliest first.
+//
+// A binary min-heap of intrusive entries, ordered by deadline and then by
+// insertion order (two timers due at the same instant fire in the order they
+// were set). Not synchronised: the event loop guards it with its timer lock.
+// Each entry knows its index, so removal is O(log n) without a search.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace spindle::detail {
+
+struct timer_entry {
+  static constexpr std::size_t not_queued = static_cast<std::size_t>(-1);
+
+  std::int64_t deadline_ns = 0;  // steady clock, nanoseconds
+  // fire: runs on the loop thread, outside the timer lock, once the deadline passed.
+  void (*fire)(timer_entry* self) noexcept = nullptr;
+
+  // Guarded by the event loop's timer lock.
+  std::uint64_t sequence = 0;
+  std::size_t heap_index = not_queued;
+  bool cancelled = false;          // stop()ped: a periodic timer must not re-arm
+  timer_entry* next_expired = nullptr;
+
+  // firing: 1 while the loop thread runs fire(); cancel waits for 0 before the
+  // entry's owner may destroy it.
+  std::atomic<std::uint32_t> firing{0};
+};
+
+class timer_heap {
+ public:
+  void push(timer_entry* e);
+  timer_entry* top() const noexcept { return entries_.empty() ? nullptr : entries_.front(); }
+  timer_entry* pop() noexcept;
+  void remove(timer_entry* e) noexcept;
+  std::size_t size() const noexcept { return entries_.size(); }
+
+ private:
+  static bool earlier(const timer_entry* a, const timer_entry* b) noexcept {
+    return a->deadline_ns != b->deadline_ns ? a->deadline_ns < b->deadline_ns
+                                            : a->sequence < b->sequence;
+  }
+  void place(std::size_t i, timer_entry* e) noexcept {
+    entries_[i] = e;
+    e->heap_index = i;
+  }
+  void sift_up(std::size_t i) noexcept;
+  void sift_down(std::size_t i) noexcept;
+
+  std::vector<timer_entry*> entries_;
+  std::uint64_t next_sequence_ = 0;
+};
+
+}  // namespace spindle::detail
