@@ -1,12 +1,12 @@
 // lib/sched/park.cpp: waiter; see park.hpp.
 //
-// park_until from a fiber registers a timer, but only once the fiber has
-// switched out (in the after_switch action, before the primitive's lock is
-// released): a timer that fired earlier could otherwise ready a fiber whose
-// context is not saved yet. The order inside the action matters too: the
-// timer goes in first, then the lock is released; after the release a waker
-// may resume the fiber, which then cancels the timer, so the timer must
-// already be armed by then.
+// Every park goes through park_then. From a fiber, the deadline's timer is
+// armed only once the fiber has switched out (in the after_switch action):
+// a timer that fired earlier could otherwise ready a fiber whose context is
+// not saved yet. The order inside the action matters too: the timer goes in
+// first, then `then` runs (releasing the primitive's lock, or submitting an
+// I/O request); after that a waker may resume the fiber, which then cancels
+// the timer, so the timer must already be armed by then.
 #include "sched/park.hpp"
 
 #include <time.h>
@@ -18,15 +18,14 @@
 namespace spindle::detail {
 namespace {
 
-void release_lock_after_switch(worker&, fiber*, void* lock_word) {
-  spinlock_ref(*static_cast<std::atomic<std::uint32_t>*>(lock_word)).unlock();
-}
+using steady = std::chrono::steady_clock;
 
-// timed_park: a parked fiber's deadline, on the fiber's stack.
+// timed_park: a parked fiber's deadline and after-park step, on its stack.
 struct timed_park {
   timer_entry entry;  // first member: fire() gets &entry
   waiter* parked;
-  std::atomic<std::uint32_t>* lock_word;
+  void (*then)(void*);
+  void* then_arg;
   bool timed_out = false;
 };
 
@@ -38,13 +37,18 @@ void fire_timed_park(timer_entry* e) noexcept {
   }
 }
 
-void arm_then_release_after_switch(worker&, fiber*, void* arg) {
+void arm_then_continue_after_switch(worker&, fiber*, void* arg) {
   auto* park = static_cast<timed_park*>(arg);
-  event_loop::get().add_timer(&park->entry);
-  spinlock_ref(*park->lock_word).unlock();
+  if (park->entry.deadline_ns != INT64_MAX) event_loop::get().add_timer(&park->entry);
+  park->then(park->then_arg);
 }
 
-std::int64_t to_ns(std::chrono::steady_clock::time_point t) noexcept {
+void unlock_word(void* lock_word) {
+  spinlock_ref(*static_cast<std::atomic<std::uint32_t>*>(lock_word)).unlock();
+}
+
+std::int64_t to_ns(steady::time_point t) noexcept {
+  if (t == steady::time_point::max()) return INT64_MAX;
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
@@ -52,38 +56,40 @@ std::int64_t to_ns(std::chrono::steady_clock::time_point t) noexcept {
 
 waiter::waiter() noexcept : fiber_(scheduler::running_fiber()) {}
 
-void waiter::park(spinlock_ref lock) noexcept {
-  if (fiber_ != nullptr) {
-    scheduler::get().park(release_lock_after_switch, &lock.word());
-    return;
-  }
-  lock.unlock();
-  while (woken_.load(std::memory_order_acquire) == 0) futex_wait(woken_, 0);
+void waiter::park(spinlock_ref lock) noexcept { park_then(unlock_word, &lock.word()); }
+
+bool waiter::park_until(spinlock_ref lock, steady::time_point deadline) noexcept {
+  return park_then(unlock_word, &lock.word(), deadline);
 }
 
-bool waiter::park_until(spinlock_ref lock, std::chrono::steady_clock::time_point deadline) noexcept {
-  if (deadline == std::chrono::steady_clock::time_point::max()) {
-    park(lock);
-    return true;
-  }
-  if (deadline <= std::chrono::steady_clock::now() && try_claim()) {
-    lock.unlock();
+bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadline) noexcept {
+  if (deadline != steady::time_point::max() && deadline <= steady::now() && try_claim()) {
+    then(arg);
     return false;
   }
-  if (fiber_ != nullptr) {
-    timed_park park_record;
-    park_record.entry.deadline_ns = to_ns(deadline);
-    park_record.entry.fire = fire_timed_park;
-    park_record.parked = this;
-    park_record.lock_word = &lock.word();
-    scheduler::get().park(arm_then_release_after_switch, &park_record);
-    event_loop::get().cancel_timer(&park_record.entry);
-    return !park_record.timed_out;
+  if (fiber_ == nullptr) {
+    then(arg);
+    return block_thread_until(deadline);
   }
-  lock.unlock();
+  timed_park park_record;
+  park_record.entry.deadline_ns = to_ns(deadline);
+  park_record.entry.fire = fire_timed_park;
+  park_record.parked = this;
+  park_record.then = then;
+  park_record.then_arg = arg;
+  scheduler::get().park(arm_then_continue_after_switch, &park_record);
+  if (park_record.entry.deadline_ns != INT64_MAX) event_loop::get().cancel_timer(&park_record.entry);
+  return !park_record.timed_out;
+}
+
+bool waiter::block_thread_until(steady::time_point deadline) noexcept {
   for (;;) {
     if (woken_.load(std::memory_order_acquire) != 0) return true;
-    const auto left = deadline - std::chrono::steady_clock::now();
+    if (deadline == steady::time_point::max()) {
+      futex_wait(woken_, 0);
+      continue;
+    }
+    const auto left = deadline - steady::now();
     if (left <= left.zero()) {
       if (try_claim()) return false;
       while (woken_.load(std::memory_order_acquire) == 0) futex_wait(woken_, 0);

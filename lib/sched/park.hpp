@@ -54,12 +54,23 @@ class waiter {
   // park_until: as park, but gives up at `deadline` if nobody has claimed the
   // waiter by then. Returns true when woken, false on timeout.
   bool park_until(spinlock_ref lock, std::chrono::steady_clock::time_point deadline) noexcept;
+  // park_then: blocks until wake(), like park, but instead of releasing a
+  // lock it calls then(arg) once the caller can no longer miss its wake:
+  // from a fiber, after it switched out; from a thread, before it sleeps.
+  // `then` typically hands the waiter to another thread (e.g. submits an
+  // I/O request to the event loop whose completion will wake it). Returns
+  // false if `deadline` passed first and nobody had claimed the waiter.
+  bool park_then(void (*then)(void* arg), void* arg,
+                 std::chrono::steady_clock::time_point deadline =
+                     std::chrono::steady_clock::time_point::max()) noexcept;
   // wake: makes the parked owner runnable. Only after a successful try_claim().
   void wake() noexcept;
 
   bool is_fiber() const noexcept { return fiber_ != nullptr; }
 
  private:
+  bool block_thread_until(std::chrono::steady_clock::time_point deadline) noexcept;
+
   enum : std::uint32_t { unclaimed = 0, claimed = 1 };
   fiber* fiber_;
   std::atomic<std::uint32_t> claim_{unclaimed};
