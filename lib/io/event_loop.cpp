@@ -42,6 +42,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "sched/park.hpp"
 #include "sched/scheduler.hpp"
 
 namespace spindle::detail {
@@ -186,6 +187,21 @@ bool event_loop::cancel_timer(timer_entry* e) noexcept {
 std::size_t event_loop::pending_timers() noexcept {
   std::lock_guard lock(timer_lock_);
   return timers_.size();
+}
+
+std::size_t event_loop::handle_count() noexcept {
+  struct count_request : loop_request {
+    waiter parked;
+    std::size_t count = 0;
+  } request;
+  request.run = [](loop_request* self, uv_loop_t* loop) noexcept {
+    auto* r = static_cast<count_request*>(self);
+    uv_walk(loop, [](uv_handle_t*, void* n) { ++*static_cast<std::size_t*>(n); }, &r->count);
+    if (r->parked.try_claim()) r->parked.wake();
+  };
+  request.parked.park_then([](void* r) { event_loop::get().submit(static_cast<loop_request*>(r)); },
+                           static_cast<loop_request*>(&request));
+  return request.count;
 }
 
 void event_loop::fire_expired() {

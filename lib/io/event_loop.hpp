@@ -41,8 +41,11 @@ class event_loop {
   // fire); false if it already fired. If e is firing right now, waits until
   // fire() returned, so the caller may destroy e afterwards. Does not park.
   bool cancel_timer(timer_entry* e) noexcept;
-  // pending_timers: how many timers are armed (for tests).
+  // pending_timers: how many timers are armed (for tests and stats).
   std::size_t pending_timers() noexcept;
+  // handle_count: libuv handles open on the loop (for tests and leak checks).
+  // Blocks the caller (parks a fiber) for one loop round trip.
+  std::size_t handle_count() noexcept;
 
   event_loop();
 

@@ -1,0 +1,199 @@
+// tests/time/time_test.cpp: sleep, timer, ticker, after, and the timer heap
+// under the event loop.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <random>
+#include <spindle/spindle.hpp>
+#include <thread>
+#include <vector>
+
+#include "io/event_loop.hpp"
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+template <class T>
+bool ready_within(std::future<T>& f, std::chrono::seconds limit = 30s) {
+  return f.wait_for(limit) == std::future_status::ready;
+}
+
+// recorded_timer: a raw heap entry that records the order it fired in.
+struct recorded_timer : spindle::detail::timer_entry {
+  int label = 0;
+  std::vector<int>* order = nullptr;
+  std::atomic<int>* remaining = nullptr;
+  std::promise<void>* all_fired = nullptr;
+};
+
+void record_fire(spindle::detail::timer_entry* e) noexcept {
+  auto* t = static_cast<recorded_timer*>(e);
+  t->order->push_back(t->label);  // the loop thread only
+  if (t->remaining->fetch_sub(1) == 1) t->all_fired->set_value();
+}
+
+}  // namespace
+
+TEST_CASE("sleep_for never returns early, from a fiber and from a thread") {
+  auto fiber_slept = spindle::go([] {
+    const auto start = steady::now();
+    spindle::sleep_for(20ms);
+    return steady::now() - start;
+  });
+  CHECK(fiber_slept.join() >= 20ms);
+  const auto start = steady::now();
+  spindle::sleep_for(5ms);
+  CHECK(steady::now() - start >= 5ms);
+  spindle::sleep_for(-1s);  // returns at once
+  spindle::go([] { spindle::sleep_until(steady::now() - 1s); }).join();
+}
+
+TEST_CASE("timers fire in deadline order, equal deadlines in the order they were set") {
+  auto& loop = spindle::detail::event_loop::get();
+  constexpr int count = 500;
+  std::vector<recorded_timer> timers(count);
+  std::vector<int> order;
+  order.reserve(count);
+  std::atomic<int> remaining{count};
+  std::promise<void> all_fired;
+  auto done = all_fired.get_future();
+  std::mt19937 rng(42);
+  const std::int64_t base = spindle::detail::steady_now_ns() + 20'000'000;
+  std::vector<std::pair<std::int64_t, int>> expected;
+  for (int i = 0; i < count; ++i) {
+    recorded_timer& t = timers[static_cast<std::size_t>(i)];
+    t.label = i;
+    t.order = &order;
+    t.remaining = &remaining;
+    t.all_fired = &all_fired;
+    t.fire = record_fire;
+    t.deadline_ns = base + static_cast<std::int64_t>(rng() % 40) * 1'000'000;  // many equal deadlines
+    expected.emplace_back(t.deadline_ns, i);
+    loop.add_timer(&t);
+  }
+  REQUIRE(ready_within(done));
+  std::stable_sort(expected.begin(), expected.end(),
+                   [](auto& a, auto& b) { return a.first < b.first; });
+  std::vector<int> expected_order;
+  for (auto& e : expected) expected_order.push_back(e.second);
+  CHECK(order == expected_order);
+}
+
+TEST_CASE("a new earlier timer preempts a later one while the loop sleeps") {
+  spindle::timer far(60s);
+  spindle::detail::event_loop::get().handle_count();  // a loop round trip: the loop now sleeps on `far`
+  std::promise<steady::time_point> fired;
+  auto when = fired.get_future();
+  const auto start = steady::now();
+  spindle::timer near(5ms, [&fired] { fired.set_value(steady::now()); });
+  REQUIRE(ready_within(when, 20s));  // without preemption it would wait for `far`: 60 s
+  CHECK(when.get() - start >= 5ms);
+  CHECK(far.stop());
+}
+
+TEST_CASE("a stopped timer never fires; stop after firing returns false") {
+  spindle::timer stopped(10ms);
+  CHECK(stopped.stop());
+  CHECK_FALSE(stopped.stop());
+  spindle::timer fires(10ms);
+  auto got = spindle::go([c = fires.channel()]() mutable { return c.recv().has_value(); });
+  CHECK(got.join());
+  CHECK_FALSE(fires.stop());
+  spindle::sleep_for(30ms);  // well past the stopped timer's deadline
+  CHECK_FALSE(stopped.channel().try_recv().has_value());
+}
+
+TEST_CASE("reset re-arms a timer") {
+  spindle::timer t(60s);
+  const auto start = steady::now();
+  CHECK(t.reset(10ms));
+  auto fired_at = spindle::go([c = t.channel()]() mutable { return c.recv(); }).join();
+  REQUIRE(fired_at.has_value());
+  CHECK(*fired_at - start >= 10ms);
+  CHECK_FALSE(t.reset(5ms));  // it had fired
+  CHECK(t.channel().recv().has_value());
+}
+
+TEST_CASE("a function timer runs its function on a fiber") {
+  std::promise<bool> ran;
+  auto in_fiber = ran.get_future();
+  spindle::timer t(1ms, [&ran] { ran.set_value(spindle::this_fiber::in_fiber()); });
+  REQUIRE(ready_within(in_fiber));
+  CHECK(in_fiber.get());
+  CHECK_FALSE(static_cast<bool>(t.channel()));
+}
+
+TEST_CASE("a ticker ticks until stopped") {
+  spindle::ticker tick(2ms);
+  auto c = tick.channel();
+  steady::time_point previous{};
+  for (int i = 0; i < 5; ++i) {
+    auto at = c.recv();
+    REQUIRE(at.has_value());
+    CHECK(*at > previous);
+    previous = *at;
+  }
+  tick.stop();
+  c.try_recv();  // a tick sent before stop() may still be buffered
+  spindle::sleep_for(20ms);  // ten periods
+  CHECK_FALSE(c.try_recv().has_value());
+  CHECK_THROWS_AS(spindle::ticker(0ms), spindle::usage_error);
+  CHECK_THROWS_AS(tick.reset(-1ms), spindle::usage_error);
+}
+
+TEST_CASE("after delivers once") {
+  const auto start = steady::now();
+  auto c = spindle::after(5ms);
+  auto at = c.recv();
+  REQUIRE(at.has_value());
+  CHECK(*at - start >= 5ms);
+}
+
+TEST_CASE("100,000 sleeping fibers share one timer handle") {
+  auto& loop = spindle::detail::event_loop::get();
+  const std::size_t handles_before = loop.handle_count();
+  constexpr int count = 100'000;
+  std::atomic<int> asleep{0};
+  std::promise<void> gate;
+  auto all_asleep = gate.get_future();
+  std::vector<spindle::handle<void>> sleepers;
+  sleepers.reserve(count);
+  for (int i = 0; i < count; ++i) {
+    sleepers.push_back(spindle::go([&] {
+      if (asleep.fetch_add(1) == count - 1) gate.set_value();
+      spindle::sleep_for(300ms);
+    }));
+  }
+  REQUIRE(ready_within(all_asleep));
+  const std::size_t handles_during = loop.handle_count();
+  for (auto& s : sleepers) s.join();
+  CHECK(handles_during == handles_before);
+  CHECK(loop.pending_timers() == 0);
+}
+
+TEST_CASE("timed waits from many threads and fibers at once") {
+  std::vector<std::thread> threads;
+  std::atomic<int> timeouts{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&timeouts] {
+      spindle::chan<int> never(0);
+      for (int i = 0; i < 50; ++i) timeouts += !never.recv_for(1ms).has_value();
+    });
+  }
+  std::vector<spindle::handle<void>> fibers;
+  for (int f = 0; f < 100; ++f) {
+    fibers.push_back(spindle::go([&timeouts] {
+      spindle::chan<int> never(0);
+      for (int i = 0; i < 20; ++i) timeouts += !never.recv_for(1ms).has_value();
+    }));
+  }
+  for (auto& t : threads) t.join();
+  for (auto& f : fibers) f.join();
+  CHECK(timeouts.load() == 4 * 50 + 100 * 20);
+}
