@@ -171,38 +171,42 @@ TEST_CASE("select fan-in from fibers and threads, each value once") {
   CHECK(sum == 3L * per_source);
 }
 
-// timed_receivers: receivers that keep timing out race a sender; a timed-out
-// receiver must leave no entry behind that could swallow a value, and a
-// claimed one must get its value. Run on `threads` plain threads.
-TEST_CASE("timed receives and selects racing a sender (plain threads)") {
+// Receivers that keep timing out race a sender: a timed-out receiver must
+// leave no entry behind that could swallow a value, and a claimed one must
+// get its value. Half the receivers are fibers, half plain threads.
+TEST_CASE("timed receives and selects racing a sender") {
   using namespace std::chrono_literals;
-  constexpr int values = 4000, threads = 3;
+  constexpr int values = 4000, receivers_of_each_kind = 2;
   spindle::chan<int> c(0);
   std::atomic<int> received{0};
   std::atomic<long> sum{0};
-  std::vector<std::thread> receivers;
-  for (int t = 0; t < threads; ++t) {
-    receivers.emplace_back([&, t] {
-      while (received.load() < values) {
-        std::optional<int> v;
-        if (t % 2 == 0) {
-          v = c.recv_for(20us);
-        } else {
-          spindle::select(spindle::recv(c, [&](std::optional<int> got) { v = got; }),
-                          spindle::timeout(20us));
-        }
-        if (v) {
-          sum += *v;
-          ++received;
-        }
+  auto receive = [&](int t) {
+    while (received.load() < values) {
+      std::optional<int> v;
+      if (t % 2 == 0) {
+        v = c.recv_for(20us);
+      } else {
+        spindle::select(spindle::recv(c, [&](std::optional<int> got) { v = got; }),
+                        spindle::timeout(20us));
       }
-    });
+      if (v) {
+        sum += *v;
+        ++received;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  std::vector<spindle::handle<void>> fibers;
+  for (int t = 0; t < receivers_of_each_kind; ++t) {
+    threads.emplace_back(receive, t);
+    fibers.push_back(spindle::go(receive, t));
   }
   auto sender = spindle::go([c]() mutable {
     for (int i = 1; i <= values; ++i) c.send(i);
   });
   sender.join();
-  for (auto& r : receivers) r.join();
+  for (auto& t : threads) t.join();
+  for (auto& f : fibers) f.join();
   CHECK(received == values);
   CHECK(sum == long{values} * (values + 1) / 2);
   CHECK(parked_receivers(c) == 0);

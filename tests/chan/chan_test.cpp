@@ -234,7 +234,9 @@ TEST_CASE("exactly-once delivery, N producers and M consumers, fibers and thread
   SUBCASE("capacity 64") { exactly_once(64); }
 }
 
-TEST_CASE("timed operations from a plain thread give up at the deadline") {
+// timed_operations: the timed variants give up at their deadline and leave
+// nothing queued.
+void timed_operations() {
   spindle::chan<int> c(1);
   CHECK_FALSE(c.recv_for(1ms).has_value());
   CHECK(c.send_for(1, 1ms));
@@ -243,6 +245,19 @@ TEST_CASE("timed operations from a plain thread give up at the deadline") {
   CHECK(c.recv_until(std::chrono::system_clock::now() + 1h) == 1);
   CHECK(parked_senders(c) == 0);
   CHECK(parked_receivers(c) == 0);
+}
+
+TEST_CASE("timed operations give up at the deadline") {
+  SUBCASE("from a plain thread") { timed_operations(); }
+  SUBCASE("from a fiber") { spindle::go(timed_operations).join(); }
+}
+
+TEST_CASE("a timed receive from a fiber gets a value sent before its deadline") {
+  spindle::chan<int> c(0);
+  auto receiver = spindle::go([c]() mutable { return c.recv_for(1h); });
+  until([&] { return parked_receivers(c) == 1; });
+  c.send(3);
+  CHECK(receiver.join() == 3);
 }
 
 TEST_CASE("a value sent to a parked receiver wakes it; the handle outlives the sender") {

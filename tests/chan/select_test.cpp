@@ -68,7 +68,9 @@ TEST_CASE("default case: never blocks") {
   CHECK(c.recv() == 2);
 }
 
-TEST_CASE("timeout case fires when nothing is ready (plain thread)") {
+// timeout_case: the timeout case fires when nothing is ready, and leaves
+// nothing queued.
+void timeout_case() {
   spindle::chan<int> c(0);
   bool timed_out = false;
   CHECK(spindle::select(spindle::recv(c), spindle::timeout(2ms, [&] { timed_out = true; })) == 1);
@@ -81,6 +83,11 @@ TEST_CASE("timeout case fires when nothing is ready (plain thread)") {
   spindle::chan<int> ready(1);
   ready.send(1);
   CHECK(spindle::select(spindle::timeout(0ms), spindle::recv(ready)) == 1);
+}
+
+TEST_CASE("timeout case fires when nothing is ready") {
+  SUBCASE("from a plain thread") { timeout_case(); }
+  SUBCASE("from a fiber") { spindle::go(timeout_case).join(); }
 }
 
 TEST_CASE("disabled cases and nil channels never fire") {

@@ -111,18 +111,21 @@ TEST_CASE("rw_mutex writers and readers churn") {
   CHECK(value == mirror);
 }
 
-TEST_CASE("timed semaphore and cond waits racing their wakers (plain threads)") {
+TEST_CASE("timed semaphore and cond waits racing their wakers, fibers and threads") {
   using namespace std::chrono_literals;
   constexpr int permits = 5000;
   spindle::semaphore sem(0);
   std::atomic<int> taken{0};
+  auto take = [&] {
+    while (taken.load() < permits) {
+      if (sem.try_acquire_for(20us)) ++taken;
+    }
+  };
   std::vector<std::thread> takers;
-  for (int t = 0; t < 3; ++t) {
-    takers.emplace_back([&] {
-      while (taken.load() < permits) {
-        if (sem.try_acquire_for(20us)) ++taken;
-      }
-    });
+  std::vector<spindle::handle<void>> fiber_takers;
+  for (int t = 0; t < 2; ++t) {
+    takers.emplace_back(take);
+    fiber_takers.push_back(spindle::go(take));
   }
   auto giver = spindle::go([&] {
     for (int i = 0; i < permits; ++i) {
@@ -132,6 +135,7 @@ TEST_CASE("timed semaphore and cond waits racing their wakers (plain threads)") 
   });
   giver.join();
   for (auto& t : takers) t.join();
+  for (auto& f : fiber_takers) f.join();
   CHECK(taken == permits);
   CHECK_FALSE(sem.try_acquire());  // no permit lost, none created
 
@@ -139,12 +143,14 @@ TEST_CASE("timed semaphore and cond waits racing their wakers (plain threads)") 
   spindle::cond cv;
   int produced = 0, consumed = 0;
   constexpr int items = 3000;
-  std::thread consumer([&] {
+  auto consume = [&] {
     std::unique_lock lock(m);
     while (consumed < items) {
       if (cv.wait_for(lock, 20us, [&] { return produced > consumed; })) ++consumed;
     }
-  });
+  };
+  std::thread consumer(consume);
+  auto fiber_consumer = spindle::go(consume);
   auto producer = spindle::go([&] {
     for (int i = 0; i < items; ++i) {
       std::lock_guard guard(m);
@@ -154,5 +160,6 @@ TEST_CASE("timed semaphore and cond waits racing their wakers (plain threads)") 
   });
   producer.join();
   consumer.join();
+  fiber_consumer.join();
   CHECK(consumed == items);
 }

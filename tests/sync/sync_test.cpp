@@ -62,11 +62,6 @@ TEST_CASE("wait_group: a negative counter is a usage error; wait on zero returns
   spindle::wait_group wg;
   wg.wait();
   CHECK_THROWS_WITH_AS(wg.done(), "negative wait_group counter", spindle::usage_error);
-  spindle::wait_group pending;
-  pending.add(1);
-  CHECK_FALSE(pending.wait_for(1ms));  // plain thread: the deadline passes
-  pending.done();
-  CHECK(pending.wait_for(1h));
 }
 
 TEST_CASE("mutex-protected counter with 1,000 fibers (and 4 threads)") {
@@ -188,7 +183,8 @@ TEST_CASE("cond notify_one hands over one item at a time") {
   CHECK(consumed == total);
 }
 
-TEST_CASE("cond timed wait from a plain thread") {
+// timed_waits: every timed wait gives up at its deadline and stays usable.
+void timed_waits() {
   spindle::mutex m;
   spindle::cond cv;
   std::unique_lock lock(m);
@@ -196,6 +192,22 @@ TEST_CASE("cond timed wait from a plain thread") {
   CHECK(lock.owns_lock());
   CHECK_FALSE(cv.wait_for(lock, 1ms, [] { return false; }));
   CHECK(cv.wait_until(lock, std::chrono::steady_clock::now(), [] { return true; }));
+
+  spindle::wait_group pending;
+  pending.add(1);
+  CHECK_FALSE(pending.wait_for(1ms));
+  pending.done();
+  CHECK(pending.wait_for(1h));
+
+  spindle::semaphore none(0);
+  CHECK_FALSE(none.try_acquire_for(1ms));
+  none.release();
+  CHECK(none.try_acquire_until(std::chrono::system_clock::now() + 1h));
+}
+
+TEST_CASE("timed waits give up at the deadline") {
+  SUBCASE("from a plain thread") { timed_waits(); }
+  SUBCASE("from a fiber") { spindle::go(timed_waits).join(); }
 }
 
 TEST_CASE("once runs the function exactly once under a race") {
