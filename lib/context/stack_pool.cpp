@@ -10,6 +10,7 @@
 #include <mutex>
 #include <new>
 #include <system_error>
+#include <vector>
 
 #include "context/sanitizers.hpp"
 #include "spindle/error.hpp"
@@ -30,20 +31,11 @@ std::size_t round_to_pages(std::size_t n) noexcept {
   return (n + page - 1) / page * page;
 }
 
-// free_node: written at the top of a free stack, linking it into a free list.
-struct free_node {
-  free_node* next;
-  fiber_stack stack;
-};
-
-free_node* node_of(const fiber_stack& s) noexcept {
-  return reinterpret_cast<free_node*>(s.top() - sizeof(free_node));
-}
-
-// size_class: the free list and the slab being carved for one stack size.
+// size_class: the free stacks and the slab being carved for one stack size.
+// Free stacks are kept as descriptors in an array, not linked through the
+// stacks themselves: reusing a stack then touches no cold memory.
 struct size_class {
-  free_node* free = nullptr;
-  std::size_t free_count = 0;
+  std::vector<fiber_stack> free;
   char* carve_next = nullptr;  // next unused [guard][stack] in the current slab
   char* carve_end = nullptr;
 };
@@ -51,6 +43,7 @@ struct size_class {
 struct pool {
   std::mutex mutex;  // guards classes and the carving state
   std::map<std::size_t, size_class> classes;
+  size_class* default_class = nullptr;  // classes[default_size], set by configure
   std::size_t default_size = 256 * 1024;
   std::size_t guard_budget = 16 * 1024;
   std::atomic<std::size_t> reserved{0}, guarded{0}, slabs{0};
@@ -90,54 +83,30 @@ fiber_stack carve(pool& p, size_class& c, std::size_t size) {
   return s;
 }
 
-fiber_stack take_locked(pool& p, std::size_t size) {
-  size_class& c = p.classes[size];
-  if (c.free) {
-    free_node* n = c.free;
-    c.free = n->next;
-    --c.free_count;
-    return n->stack;
-  }
-  return carve(p, c, size);
+size_class& class_locked(pool& p, std::size_t size) {
+  return size == p.default_size && p.default_class ? *p.default_class : p.classes[size];
 }
 
-void give_locked(pool& p, const fiber_stack& s) noexcept {
-  size_class& c = p.classes[s.size];
-  free_node* n = node_of(s);
-  n->next = c.free;
-  n->stack = s;
-  c.free = n;
-  ++c.free_count;
+fiber_stack take_locked(pool& p, std::size_t size) {
+  size_class& c = class_locked(p, size);
+  if (c.free.empty()) return carve(p, c, size);
+  const fiber_stack s = c.free.back();
+  c.free.pop_back();
+  return s;
 }
 
 // thread_cache: default-size stacks kept by one thread, moved in batches.
 struct thread_cache {
-  free_node* head = nullptr;
+  static constexpr std::size_t capacity = 2 * cache_batch;
+  fiber_stack stacks[capacity];
   std::size_t count = 0;
 
   ~thread_cache() {
     pool& p = the_pool();
     std::lock_guard lock(p.mutex);
-    while (head) {
-      free_node* n = head;
-      head = n->next;
-      give_locked(p, n->stack);
-    }
-  }
-
-  void push(const fiber_stack& s) noexcept {
-    free_node* n = node_of(s);
-    n->next = head;
-    n->stack = s;
-    head = n;
-    ++count;
-  }
-
-  fiber_stack pop() noexcept {
-    free_node* n = head;
-    head = n->next;
-    --count;
-    return n->stack;
+    size_class& c = class_locked(p, p.default_size);
+    c.free.insert(c.free.end(), stacks, stacks + count);
+    count = 0;
   }
 };
 
@@ -145,12 +114,22 @@ __attribute__((tls_model("initial-exec"))) thread_local thread_cache cache;
 
 void refill(thread_cache& tc, pool& p) {
   std::lock_guard lock(p.mutex);
-  for (std::size_t i = 0; i < cache_batch; ++i) tc.push(take_locked(p, p.default_size));
+  size_class& c = class_locked(p, p.default_size);
+  while (tc.count < cache_batch) {
+    if (c.free.empty()) {
+      tc.stacks[tc.count++] = carve(p, c, p.default_size);
+    } else {
+      tc.stacks[tc.count++] = c.free.back();
+      c.free.pop_back();
+    }
+  }
 }
 
-void spill(thread_cache& tc, pool& p) noexcept {
+void spill(thread_cache& tc, pool& p) {
   std::lock_guard lock(p.mutex);
-  for (std::size_t i = 0; i < cache_batch; ++i) give_locked(p, tc.pop());
+  size_class& c = class_locked(p, p.default_size);
+  c.free.insert(c.free.end(), tc.stacks + tc.count - cache_batch, tc.stacks + tc.count);
+  tc.count -= cache_batch;
 }
 
 }  // namespace
@@ -160,6 +139,7 @@ void configure_stack_pool(const stack_pool_limits& limits) noexcept {
   std::lock_guard lock(p.mutex);
   p.default_size = round_to_pages(limits.default_size);
   p.guard_budget = limits.guarded_stacks;
+  p.default_class = &p.classes[p.default_size];
 }
 
 fiber_stack allocate_stack(std::size_t size) {
@@ -171,7 +151,7 @@ fiber_stack allocate_stack(std::size_t size) {
   }
   thread_cache& tc = cache;
   if (tc.count == 0) refill(tc, p);
-  return tc.pop();
+  return tc.stacks[--tc.count];
 }
 
 void release_stack(const fiber_stack& stack) noexcept {
@@ -179,12 +159,12 @@ void release_stack(const fiber_stack& stack) noexcept {
   pool& p = the_pool();
   if (stack.size != p.default_size) {
     std::lock_guard lock(p.mutex);
-    give_locked(p, stack);
+    p.classes[stack.size].free.push_back(stack);
     return;
   }
   thread_cache& tc = cache;
-  tc.push(stack);
-  if (tc.count >= 2 * cache_batch) spill(tc, p);
+  if (tc.count == thread_cache::capacity) spill(tc, p);
+  tc.stacks[tc.count++] = stack;
 }
 
 stack_pool_counters stack_pool_counts() noexcept {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <vector>
 
 #include "sched/run_queue.hpp"
 #include "sched/spinlock.hpp"
@@ -76,7 +77,7 @@ class event_loop {
   timer_heap timers_;                         // guarded by timer_lock_
   std::int64_t armed_deadline_ = INT64_MAX;   // guarded by timer_lock_: what timer_fd_ is set to
 
-  fiber_list ready_batch_;  // loop thread only: fibers readied during this iteration
+  std::vector<fiber*> ready_batch_;  // loop thread only: fibers readied during this iteration
   std::thread thread_;
 };
 

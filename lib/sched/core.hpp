@@ -33,7 +33,6 @@ struct fiber {
   task_base* task;        // holds one reference until the fiber exits
   fiber_stack stack;      // the fiber struct itself lives at the top of it
   std::uint64_t id;
-  fiber* next = nullptr;  // link in a fiber_list; owned by whoever queues the fiber
 
   // Sanitizer bookkeeping, used only in lib/context/switch.cpp.
   void* asan_fake_stack = nullptr;
@@ -56,7 +55,7 @@ struct alignas(128) processor {
 
   run_queue ring;                         // producer: owner; consumers: owner, balancer
   std::atomic<fiber*> runnext{nullptr};   // owner only (atomic for the monitor's reads)
-  locked_fiber_list inbox;                // any thread pushes, owner drains
+  fiber_queue inbox;                      // any thread pushes, owner drains
 
   // Owner-only scheduling state.
   std::uint32_t schedtick = 0;       // fibers started; drives the 1-in-61 global check

@@ -113,7 +113,7 @@ bool scheduler::balance() noexcept {
       target = shortest;
       amount = (most - mean) / 2;
     }
-    fiber_list batch;
+    fiber_batch batch;
     longest->ring.grab(batch, std::max<std::uint32_t>(amount, 1));
     const std::uint32_t count = batch.size;
     target->inbox.push_all(batch);

@@ -131,16 +131,13 @@ options freeze_options() {
   return o;
 }
 
-void shuffle(fiber_list& fibers, std::uint64_t& random_state) noexcept {
-  std::vector<fiber*> all;
-  while (fiber* f = fibers.pop_front()) all.push_back(f);
-  for (std::size_t i = all.size(); i > 1; --i) {
+void shuffle(fiber_batch& batch, std::uint64_t& random_state) noexcept {
+  for (std::uint32_t i = batch.size; i > 1; --i) {
     random_state ^= random_state << 13;
     random_state ^= random_state >> 7;
     random_state ^= random_state << 17;
-    std::swap(all[i - 1], all[random_state % i]);
+    std::swap(batch.items[i - 1], batch.items[random_state % i]);
   }
-  for (fiber* f : all) fibers.push_back(f);
 }
 
 }  // namespace detail

@@ -27,7 +27,7 @@ constexpr bool randomize_scheduler() noexcept {
 #endif
 }
 
-// shuffle: puts a fiber list in random order (randomized builds only).
-void shuffle(fiber_list& fibers, std::uint64_t& random_state) noexcept;
+// shuffle: puts a batch in random order (randomized builds only).
+void shuffle(fiber_batch& batch, std::uint64_t& random_state) noexcept;
 
 }  // namespace spindle::detail

@@ -7,14 +7,17 @@
 // relaxed atomics because a consumer may read a slot the producer is about to
 // reuse; the CAS on head_ decides whose read counts.
 //
-// fiber_list / locked_fiber_list: intrusive FIFO lists through fiber::next,
-// used for the global inject queue and for each processor's inbox. The
-// length is published in an atomic so that emptiness checks take no lock.
+// fiber_queue: a locked, growable ring of fiber pointers, used for the global
+// inject queue and for each processor's inbox. Its length is published in an
+// atomic so that emptiness checks take no lock. Queues hold pointers, not
+// links through the fibers, because a fiber's control block sits at the top
+// of its stack: following links would take a cache miss per fiber.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <vector>
 
 #include "sched/spinlock.hpp"
 
@@ -22,16 +25,15 @@ namespace spindle::detail {
 
 struct fiber;
 
-// fiber_list: an unlocked intrusive FIFO of fibers.
-struct fiber_list {
-  fiber* head = nullptr;
-  fiber* tail = nullptr;
+// fiber_batch: fibers moved between queues in one go, by pointer: moving a
+// batch never touches the fibers themselves (their memory is usually cold).
+struct fiber_batch {
+  static constexpr std::uint32_t capacity = 257;  // half a ring, plus one, rounded up
+  fiber* items[capacity];
   std::uint32_t size = 0;
 
-  void push_back(fiber* f) noexcept;
-  void append(fiber_list& other) noexcept;  // moves other's fibers to the back
-  fiber* pop_front() noexcept;
-  bool empty() const noexcept { return head == nullptr; }
+  void push(fiber* f) noexcept { items[size++] = f; }
+  bool empty() const noexcept { return size == 0; }
 };
 
 class run_queue {
@@ -62,12 +64,9 @@ class run_queue {
     }
   }
 
-  // grab: any thread. Takes up to `max` of the oldest fibers, at most half the
-  // ring rounded up, into `out`; returns how many.
-  std::uint32_t grab(fiber_list& out, std::uint32_t max) noexcept;
-
-  // take_half_for_overflow: owner only, on a full ring: the oldest half.
-  std::uint32_t take_half(fiber_list& out) noexcept { return grab(out, capacity / 2); }
+  // grab: any thread. Appends up to `max` of the oldest fibers, at most half
+  // the ring rounded up, to `out`; returns how many.
+  std::uint32_t grab(fiber_batch& out, std::uint32_t max) noexcept;
 
   // size: a snapshot, exact only for the owner.
   std::uint32_t size() const noexcept {
@@ -82,38 +81,56 @@ class run_queue {
   std::atomic<fiber*> slots_[capacity] = {};
 };
 
-// locked_fiber_list: a fiber_list behind a spinlock, with a lock-free length.
-class locked_fiber_list {
+// fiber_queue: an unbounded FIFO of fiber pointers behind a spinlock, with a
+// lock-free length: the global queue and each processor's inbox.
+class fiber_queue {
  public:
   void push(fiber* f) noexcept {
     std::lock_guard lock(lock_);
-    list_.push_back(f);
-    size_.store(list_.size, std::memory_order_relaxed);
+    append(f);
+    size_.store(count_, std::memory_order_relaxed);
   }
-  void push_all(fiber_list& fibers) noexcept {
+  void push_all(const fiber_batch& batch) noexcept { push_all(batch.items, batch.size); }
+  void push_all(fiber* const* fibers, std::size_t n) noexcept {
     std::lock_guard lock(lock_);
-    list_.append(fibers);
-    size_.store(list_.size, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i) append(fibers[i]);
+    size_.store(count_, std::memory_order_relaxed);
   }
   fiber* pop() noexcept {
     std::lock_guard lock(lock_);
-    fiber* f = list_.pop_front();
-    size_.store(list_.size, std::memory_order_relaxed);
+    if (count_ == 0) return nullptr;
+    fiber* f = take();
+    size_.store(count_, std::memory_order_relaxed);
     return f;
   }
-  // pop_batch: moves up to max fibers into out.
-  void pop_batch(fiber_list& out, std::uint32_t max) noexcept {
+  // pop_batch: appends up to max fibers to out (max <= its free room).
+  void pop_batch(fiber_batch& out, std::uint32_t max) noexcept {
     std::lock_guard lock(lock_);
-    for (std::uint32_t i = 0; i < max && !list_.empty(); ++i) out.push_back(list_.pop_front());
-    size_.store(list_.size, std::memory_order_relaxed);
+    while (max-- > 0 && count_ > 0) out.push(take());
+    size_.store(count_, std::memory_order_relaxed);
   }
   std::uint32_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
   bool empty() const noexcept { return size() == 0; }
 
  private:
+  void append(fiber* f) {
+    if (count_ == slots_.size()) grow();
+    slots_[(head_ + count_) & (slots_.size() - 1)] = f;
+    ++count_;
+  }
+  fiber* take() noexcept {
+    fiber* f = slots_[head_];
+    head_ = (head_ + 1) & (slots_.size() - 1);
+    --count_;
+    return f;
+  }
+  void grow();
+
   spinlock lock_;
-  fiber_list list_;                       // guarded by lock_
-  std::atomic<std::uint32_t> size_{0};    // written under lock_, read without it
+  std::vector<fiber*> slots_ = std::vector<fiber*>(256);  // guarded by lock_; size a power of two
+  std::size_t head_ = 0;                                   // guarded by lock_
+  std::uint32_t count_ = 0;                                // guarded by lock_
+  std::atomic<std::uint32_t> size_{0};  // count_, written under lock_, read without it
 };
 
 }  // namespace spindle::detail

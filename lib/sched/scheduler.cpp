@@ -102,7 +102,7 @@ constexpr std::int64_t slice_ns = 2'000'000;  // runnext chains share at most on
 constexpr std::uint32_t max_global_batch = 128;
 
 std::atomic<scheduler*> the_scheduler{nullptr};
-__attribute__((tls_model("initial-exec"))) thread_local fiber_list* ready_batch = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local std::vector<fiber*>* ready_batch = nullptr;
 std::atomic<bool> exiting{false};
 
 void stop_scheduling_at_exit() { exiting.store(true, std::memory_order_release); }
@@ -219,9 +219,12 @@ void scheduler::ready(fiber* f, bool next) noexcept {
   }
 }
 
-void scheduler::ready_all(fiber_list& fibers) noexcept { push_global_all(fibers); }
+void scheduler::ready_all(std::vector<fiber*>& fibers) noexcept {
+  push_global_all(fibers.data(), fibers.size());
+  fibers.clear();
+}
 
-void scheduler::set_ready_batch(fiber_list* batch) noexcept { ready_batch = batch; }
+void scheduler::set_ready_batch(std::vector<fiber*>* batch) noexcept { ready_batch = batch; }
 
 void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
   if (next && !randomize_scheduler()) {
@@ -240,11 +243,16 @@ void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
 }
 
 void scheduler::push_ring_or_overflow(processor& p, fiber* f) noexcept {
-  if (p.ring.push(f)) return;
-  fiber_list batch;
-  p.ring.take_half(batch);
-  batch.push_back(f);
-  push_global_all(batch);
+  if (!p.ring.push(f)) overflow_to_global(p, f);
+}
+
+// overflow_to_global: a full ring sends its older half, and f, to the global
+// queue (Go's runqputslow). Out of line: the batch is large for a fiber stack.
+__attribute__((noinline)) void scheduler::overflow_to_global(processor& p, fiber* f) noexcept {
+  fiber_batch batch;
+  p.ring.grab(batch, run_queue::capacity / 2);
+  batch.push(f);
+  push_global_all(batch.items, batch.size);
 }
 
 void scheduler::push_global(fiber* f) noexcept {
@@ -253,8 +261,9 @@ void scheduler::push_global(fiber* f) noexcept {
   if (nsearching_.load(std::memory_order_relaxed) == 0) wakep();
 }
 
-void scheduler::push_global_all(fiber_list& fibers) noexcept {
-  global_.push_all(fibers);
+void scheduler::push_global_all(fiber* const* fibers, std::size_t n) noexcept {
+  if (n == 0) return;
+  global_.push_all(fibers, n);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (nsearching_.load(std::memory_order_relaxed) == 0) wakep();
 }
@@ -368,10 +377,17 @@ fiber* scheduler::start_slice(processor& p, fiber* f) noexcept {
 
 // drain_inbox: moves the inbox into the ring; returns one fiber to run, if any.
 fiber* scheduler::drain_inbox(processor& p) noexcept {
-  fiber_list batch;
+  fiber_batch batch;
   p.inbox.pop_batch(batch, run_queue::capacity);
-  while (fiber* f = batch.pop_front()) push_ring_or_overflow(p, f);
-  return p.ring.pop();
+  return run_batch_locally(p, batch);
+}
+
+// run_batch_locally: returns the batch's first fiber and queues the rest on p.
+fiber* scheduler::run_batch_locally(processor& p, fiber_batch& batch) noexcept {
+  if (batch.empty()) return nullptr;
+  if (randomize_scheduler()) shuffle(batch, p.random_state);
+  for (std::uint32_t i = 1; i < batch.size; ++i) push_ring_or_overflow(p, batch.items[i]);
+  return batch.items[0];
 }
 
 fiber* scheduler::take_global(processor& p) noexcept {
@@ -379,12 +395,9 @@ fiber* scheduler::take_global(processor& p) noexcept {
   if (queued == 0) return nullptr;
   const std::uint32_t procs = static_cast<std::uint32_t>(processors_.size());
   const std::uint32_t want = std::min(queued / procs + 1, max_global_batch);
-  fiber_list batch;
+  fiber_batch batch;
   global_.pop_batch(batch, want);
-  if (randomize_scheduler()) shuffle(batch, p.random_state);
-  fiber* first = batch.pop_front();
-  while (fiber* f = batch.pop_front()) push_ring_or_overflow(p, f);
-  return first;
+  return run_batch_locally(p, batch);
 }
 
 // ---------------------------------------------------------------------------

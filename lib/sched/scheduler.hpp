@@ -34,10 +34,10 @@ class scheduler {
 
   // ready_all: makes every fiber of the list runnable (from a thread without
   // a processor: one push to the global queue, at most one wake).
-  void ready_all(fiber_list& fibers) noexcept;
+  void ready_all(std::vector<fiber*>& fibers) noexcept;
   // set_ready_batch: from now on, fibers this thread readies collect in
   // `batch` until ready_all(*batch) (the event loop's thread uses this).
-  static void set_ready_batch(fiber_list* batch) noexcept;
+  static void set_ready_batch(std::vector<fiber*>* batch) noexcept;
 
   // park: called by the running fiber. Switches it out, then runs
   // action(worker, fiber, arg) on the worker; the action must arrange for
@@ -75,7 +75,9 @@ class scheduler {
   void put_local(processor& p, fiber* f, bool next) noexcept;
   void push_ring_or_overflow(processor& p, fiber* f) noexcept;
   void push_global(fiber* f) noexcept;
-  void push_global_all(fiber_list& fibers) noexcept;
+  void push_global_all(fiber* const* fibers, std::size_t n) noexcept;
+  void overflow_to_global(processor& p, fiber* f) noexcept;
+  fiber* run_batch_locally(processor& p, fiber_batch& batch) noexcept;
 
   // Parking and waking (see the protocol in scheduler.cpp).
   void wakep() noexcept;
@@ -95,7 +97,7 @@ class scheduler {
   options options_;
   std::vector<std::unique_ptr<processor>> processors_;
   std::vector<std::unique_ptr<worker>> workers_;
-  locked_fiber_list global_;
+  fiber_queue global_;
 
   spinlock idle_lock_;
   std::vector<processor*> idle_;      // guarded by idle_lock_; sorted, lowest index last
