@@ -44,7 +44,10 @@ void spawn_many(benchmark::State& state) { spawn_many_body(state); }
 BENCHMARK(spawn_many)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void spawn_many_from_fiber(benchmark::State& state) { in_fiber(state, spawn_many_body); }
-BENCHMARK(spawn_many_from_fiber)->Name("spawn_many/from_fiber")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(spawn_many_from_fiber)
+    ->Name("spawn_many/from_fiber")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void yield_now(benchmark::State& state) {
   constexpr int fibers = 300, yields = 300;

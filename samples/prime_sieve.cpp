@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   }
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%d primes (the last is %d) through %d fibers in %.1f ms\n", count, last, count + 1, ms);
+  std::printf("%d primes (the last is %d) through %d fibers in %.1f ms\n", count, last, count + 1,
+              ms);
   return 0;
 }

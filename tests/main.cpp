@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
   if (context.shouldExit()) return result;
   const spindle::stats s = spindle::runtime_stats();
   if (s.safety_net_wakes != 0) {
-    std::fprintf(stderr, "FAILED: the monitor's safety net woke a processor %llu times (lost wake-ups)\n",
+    std::fprintf(stderr,
+                 "FAILED: the monitor's safety net woke a processor %llu times (lost wake-ups)\n",
                  static_cast<unsigned long long>(s.safety_net_wakes));
     return 1;
   }

@@ -119,6 +119,26 @@ requires(!std::is_convertible_v<F, const spawn_options&>)
 // it yields the thread (std::this_thread::yield).
 void yield();
 
+namespace detail {
+void blocking_begin() noexcept;
+void blocking_end() noexcept;
+}  // namespace detail
+
+// blocking: runs f(), a call known to block the thread (a blocking system
+// call, a library without async support), and returns its result. If other
+// fibers wait for this fiber's processor, the processor is handed to another
+// thread at once instead of after options::blocked_threshold (Go's
+// entersyscallblock, Tokio's block_in_place). From a plain thread it just
+// calls f().
+template <class F>
+decltype(auto) blocking(F&& f) {
+  struct section {
+    section() noexcept { detail::blocking_begin(); }
+    ~section() { detail::blocking_end(); }
+  } guard;
+  return std::forward<F>(f)();
+}
+
 namespace this_fiber {
 // id: the calling fiber's id (ids start at 1); 0 on a plain thread.
 fiber_id id() noexcept;
@@ -126,8 +146,14 @@ fiber_id id() noexcept;
 std::string_view name() noexcept;
 // in_fiber: whether the caller runs on a spindle fiber.
 bool in_fiber() noexcept;
-// processor: index of the processor running the caller; -1 on a plain thread.
+// processor: index of the processor running the caller; -1 on a plain thread
+// (or on a thread whose processor was handed off while it was blocked).
 int processor() noexcept;
+// check_preempt: a cooperative preemption point for long computations:
+// yields if the monitor found this fiber hogging its processor (or if the
+// processor was handed off), otherwise returns at once (one load). Returns
+// whether it yielded. On a plain thread it does nothing.
+bool check_preempt();
 }  // namespace this_fiber
 
 }  // namespace spindle

@@ -46,6 +46,31 @@ struct options {
   // balance_interval: how often the monitor's balancer looks at the run
   // queues while any processor is busy. Environment: SPINDLE_BALANCE_US.
   std::chrono::microseconds balance_interval{1000};
+
+  // blocked_threshold: a processor whose fiber has not switched for this long
+  // while its thread uses little CPU (blocked in a system call, a page fault,
+  // an OS lock) is handed, queue and all, to another thread if work waits.
+  // Environment: SPINDLE_BLOCKED_US.
+  std::chrono::microseconds blocked_threshold{1000};
+
+  // hog_threshold: the same for a fiber computing without a switch; it is
+  // also asked to yield (this_fiber::check_preempt). Environment: SPINDLE_HOG_US.
+  std::chrono::microseconds hog_threshold{10000};
+
+  // max_threads: the most worker threads the runtime will run at once,
+  // spares and threads stuck in system calls included. Reaching it prints
+  // one diagnostic; stuck processors then wait for a thread to come back.
+  // Environment: SPINDLE_MAX_THREADS.
+  std::size_t max_threads = 10000;
+
+  // retire_after: a spare worker thread idle this long exits, as long as more
+  // than procs + 2 worker threads remain. Environment: SPINDLE_RETIRE_MS.
+  std::chrono::milliseconds retire_after{10000};
+
+  // report_stalls: print one line per spawn site the first time one of its
+  // fibers blocks or hogs a thread long enough to cause a handoff.
+  // Environment: SPINDLE_REPORT_STALLS=1.
+  bool report_stalls = false;
 };
 
 // options_from_environment: the defaults above, overridden by SPINDLE_*
@@ -73,6 +98,13 @@ struct stats {
   std::uint64_t stacks_reserved = 0;   // stacks carved out of slabs so far
   std::uint64_t stacks_guarded = 0;    // of which have a guard page
   std::uint64_t stack_slabs = 0;       // memory mappings holding stacks
+  std::uint64_t handoffs = 0;          // processors taken from a stuck thread
+  std::uint64_t blocked_handoffs = 0;  // ... whose fiber was blocked in the kernel
+  std::uint64_t hog_handoffs = 0;      // ... whose fiber was computing
+  std::uint64_t threads = 0;           // worker threads alive now
+  std::uint64_t threads_peak = 0;      // the most alive at once
+  std::uint64_t threads_created = 0;   // beyond the first procs
+  std::uint64_t threads_retired = 0;
 };
 
 // runtime_stats: a snapshot of the counters. Does not block.

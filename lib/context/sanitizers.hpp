@@ -40,7 +40,8 @@ namespace spindle::detail {
 
 // unpoison_stack: clears ASan's marks left on a stack by frames that never
 // returned (a finished fiber's entry frames), before the stack is reused.
-inline void unpoison_stack([[maybe_unused]] void* bottom, [[maybe_unused]] std::size_t size) noexcept {
+inline void unpoison_stack([[maybe_unused]] void* bottom,
+                           [[maybe_unused]] std::size_t size) noexcept {
 #if SPINDLE_ASAN
   ASAN_UNPOISON_MEMORY_REGION(bottom, size);
 #endif

@@ -89,18 +89,18 @@ void prepare_fiber(fiber& f, char* record_top) {
   whole.sp = f.stack.top();
   const std::size_t usable = static_cast<std::size_t>(record_top - f.stack.bottom);
   fiber* self = &f;
-  f.context = ctx::fiber(std::allocator_arg, ctx::preallocated(record_top, usable, whole),
-                         no_deallocation{}, [self](ctx::fiber&& scheduler) -> ctx::fiber {
-                           after_jump(nullptr);
-                           current_worker()->scheduler_context = std::move(scheduler);
-                           fiber_main(*self);
-                           worker& w = *current_worker();
-                           w.after_switch = fiber_exited;
-                           w.after_switch_arg = nullptr;
-                           before_jump(nullptr, w.thread_stack_bottom, w.thread_stack_size,
-                                       w.tsan_fiber);
-                           return std::move(w.scheduler_context);
-                         });
+  f.context =
+      ctx::fiber(std::allocator_arg, ctx::preallocated(record_top, usable, whole),
+                 no_deallocation{}, [self](ctx::fiber&& scheduler) -> ctx::fiber {
+                   after_jump(nullptr);
+                   current_worker()->scheduler_context = std::move(scheduler);
+                   fiber_main(*self);
+                   worker& w = *current_worker();
+                   w.after_switch = fiber_exited;
+                   w.after_switch_arg = nullptr;
+                   before_jump(nullptr, w.thread_stack_bottom, w.thread_stack_size, w.tsan_fiber);
+                   return std::move(w.scheduler_context);
+                 });
 #if SPINDLE_TSAN
   f.tsan_fiber = __tsan_create_fiber(0);
 #endif

@@ -35,8 +35,8 @@
 
 #include <sys/prctl.h>
 #include <sys/timerfd.h>
-#include <unistd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -196,7 +196,8 @@ std::size_t event_loop::handle_count() noexcept {
   } request;
   request.run = [](loop_request* self, uv_loop_t* loop) noexcept {
     auto* r = static_cast<count_request*>(self);
-    uv_walk(loop, [](uv_handle_t*, void* n) { ++*static_cast<std::size_t*>(n); }, &r->count);
+    uv_walk(
+        loop, [](uv_handle_t*, void* n) { ++*static_cast<std::size_t*>(n); }, &r->count);
     if (r->parked.try_claim()) r->parked.wake();
   };
   request.parked.park_then([](void* r) { event_loop::get().submit(static_cast<loop_request*>(r)); },
@@ -226,6 +227,10 @@ void event_loop::fire_expired() {
     while (expired != nullptr) {
       timer_entry* e = expired;
       expired = e->next_expired;
+      if (e->frees_itself) {
+        e->fire(e);
+        continue;
+      }
       e->fire(e);
       e->firing.store(0, std::memory_order_release);  // last touch: e may be gone after this
     }

@@ -62,9 +62,9 @@ class event_loop {
   static void on_prepare(uv_prepare_t* handle);
   static void on_check(uv_check_t* handle);
 
-  uv_loop_t loop_;       // loop thread only, after construction
-  uv_async_t async_;     // the one cross-thread entry point
-  int timer_fd_ = -1;    // a timerfd armed for the earliest entry of timers_
+  uv_loop_t loop_;     // loop thread only, after construction
+  uv_async_t async_;   // the one cross-thread entry point
+  int timer_fd_ = -1;  // a timerfd armed for the earliest entry of timers_
   uv_poll_t timer_poll_;
   uv_prepare_t prepare_;
   uv_check_t check_;
@@ -74,8 +74,8 @@ class event_loop {
   loop_request* submitted_tail_ = nullptr;
 
   spinlock timer_lock_;
-  timer_heap timers_;                         // guarded by timer_lock_
-  std::int64_t armed_deadline_ = INT64_MAX;   // guarded by timer_lock_: what timer_fd_ is set to
+  timer_heap timers_;                        // guarded by timer_lock_
+  std::int64_t armed_deadline_ = INT64_MAX;  // guarded by timer_lock_: what timer_fd_ is set to
 
   std::vector<fiber*> ready_batch_;  // loop thread only: fibers readied during this iteration
   std::thread thread_;

@@ -9,7 +9,17 @@
 namespace spindle {
 
 namespace detail {
-void spawn(task_base* t, const spawn_options& opts) { scheduler::get().spawn(t, opts); }
+void spawn(task_base* t, const spawn_options& opts) {
+  scheduler::get().spawn(t, opts, __builtin_return_address(0));
+}
+
+void blocking_begin() noexcept {
+  if (scheduler* s = scheduler::started()) s->blocking_begin();
+}
+
+void blocking_end() noexcept {
+  if (scheduler* s = scheduler::started()) s->blocking_end();
+}
 }  // namespace detail
 
 void yield() {
@@ -36,7 +46,11 @@ bool in_fiber() noexcept { return detail::scheduler::running_fiber() != nullptr;
 
 int processor() noexcept {
   const detail::worker* w = detail::current_worker();
-  return w && w->current ? w->proc->index : -1;
+  return w && w->current && w->proc ? w->proc->index : -1;
+}
+
+bool check_preempt() {
+  return detail::scheduler::running_fiber() != nullptr && detail::scheduler::get().check_preempt();
 }
 
 }  // namespace this_fiber

@@ -12,6 +12,7 @@
 // lives in scheduler.cpp; this file only declares the data and who may touch it.
 #pragma once
 
+#include <time.h>
 #include <atomic>
 #include <boost/context/fiber.hpp>
 #include <cstdint>
@@ -30,9 +31,10 @@ struct fiber {
   // Written by the worker that switched away from it, read by the next worker
   // to run it; the hand-over goes through a run queue (release/acquire).
   boost::context::fiber context;
-  task_base* task;        // holds one reference until the fiber exits
-  fiber_stack stack;      // the fiber struct itself lives at the top of it
+  task_base* task;    // holds one reference until the task completes
+  fiber_stack stack;  // the fiber struct itself lives at the top of it
   std::uint64_t id;
+  const void* spawn_site = nullptr;  // where go() was called, for diagnostics
 
   // Sanitizer bookkeeping, used only in lib/context/switch.cpp.
   void* asan_fake_stack = nullptr;
@@ -51,11 +53,18 @@ enum wake_reason : std::uint32_t {
 
 struct alignas(128) processor {
   int index = 0;
-  worker* owner = nullptr;  // the worker thread running this processor
 
-  run_queue ring;                         // producer: owner; consumers: owner, balancer
-  std::atomic<fiber*> runnext{nullptr};   // owner only (atomic for the monitor's reads)
-  fiber_queue inbox;                      // any thread pushes, owner drains
+  // owner_word: which worker owns this processor and whether it is inside
+  // the runtime: (generation << 32) | (worker id << 1) | busy. The owner sets
+  // and clears `busy`; the monitor hands the processor to another worker
+  // only from a word whose busy bit is clear, in one CAS (handoff.hpp).
+  std::atomic<std::uint64_t> owner_word{0};
+  std::atomic<worker*> owner{
+      nullptr};  // the owning worker; written at handoff, read by the monitor
+
+  run_queue ring;                        // producer: owner; consumers: owner, balancer
+  std::atomic<fiber*> runnext{nullptr};  // owner only (atomic for the monitor's reads)
+  fiber_queue inbox;                     // any thread pushes, owner drains
 
   // Owner-only scheduling state.
   std::uint32_t schedtick = 0;       // fibers started; drives the 1-in-61 global check
@@ -63,12 +72,20 @@ struct alignas(128) processor {
   std::uint64_t random_state = 0;
 
   // Idle protocol (scheduler.cpp, "Parking and waking").
-  bool in_idle_set = false;                // guarded by scheduler::idle_lock_
+  bool in_idle_set = false;                 // guarded by scheduler::idle_lock_
   std::atomic<std::uint32_t> wake_word{0};  // futex the owner sleeps on
 
   // switches: fibers switched in so far. The owner stores (no read-modify-write);
   // the monitor reads it to notice a processor that stopped making progress.
   alignas(128) std::atomic<std::uint64_t> switches{0};
+  std::atomic<std::uint64_t> running_fiber_id{0};  // owner stores, for diagnostics
+  std::atomic<const void*> running_spawn_site{nullptr};
+  // preempt_requested: set by the monitor when the running fiber hogs the
+  // CPU; this_fiber::check_preempt() yields when it is set.
+  std::atomic<std::uint32_t> preempt_requested{0};
+  // blocking_section: the running fiber is inside spindle::blocking(): the
+  // monitor hands the processor off as soon as work waits, without a threshold.
+  std::atomic<std::uint32_t> blocking_section{0};
 };
 
 // after_switch: what a fiber asks its worker to do once it has switched out
@@ -76,7 +93,13 @@ struct alignas(128) processor {
 using after_switch_fn = void (*)(worker& w, fiber* f, void* arg);
 
 struct worker {
+  std::uint32_t id = 0;
+  // proc: the processor this worker believes it owns (nullptr: none). Only
+  // this worker writes it, except that the monitor sets it on a parked
+  // spare before waking it. owned_word: proc->owner_word while we own it,
+  // busy bit clear.
   processor* proc = nullptr;
+  std::uint64_t owned_word = 0;
   boost::context::fiber scheduler_context;  // where fibers return to; owner only
   fiber* current = nullptr;                 // the fiber running on this thread
   after_switch_fn after_switch = nullptr;
@@ -89,7 +112,12 @@ struct worker {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
 
-  std::thread thread;
+  // Spare workers (no processor) sleep on park_word until the monitor gives
+  // them a processor (handoff.cpp).
+  std::atomic<std::uint32_t> park_word{0};
+  std::atomic<bool> hog_handed_off{false};  // set by the monitor before the CAS that took proc
+  clockid_t cpu_clock{};                    // this thread's CPU-time clock, for the monitor
+  std::atomic<bool> cpu_clock_ready{false};
 };
 
 }  // namespace spindle::detail

@@ -1,18 +1,36 @@
-// lib/sched/monitor.cpp: the monitor thread: the balancer and the safety net.
+// lib/sched/monitor.cpp: the monitor thread: handoff of stuck processors,
+// the balancer, and the safety net.
 //
 // The monitor runs without a processor and never runs fibers. While any
 // processor is busy it wakes every options::balance_interval (1 ms by
 // default; after 50 ticks with nothing to do it backs off, doubling up to
-// 10 ms) and:
-//   - balances: while some processor is idle and another has at least two
-//     fibers in its ring, it claims the idle one, moves half the loaded ring
-//     (oldest first, at most 128) into its inbox and wakes it; when none is
-//     idle, it moves fibers from the longest ring to the shortest once they
-//     differ by more than max(4, mean/4). It never touches runnext.
-//   - every 10 ms, runs the safety net: fibers queued (globally, or in an
-//     idle processor's inbox or ring) on two scans in a row while every
-//     processor sleeps mean a lost wake-up. It wakes a processor and counts
-//     it in safety_net_wakes, which tests assert stays zero.
+// 10 ms), or sooner when poked (a fiber was queued globally while every
+// processor was busy and one looked stuck), and:
+//
+//   1. retakes stuck processors (retake_stuck_processors). Each processor
+//      publishes `switches`, stored by its owner at every fiber switch; the
+//      monitor keeps a private copy and the time it last changed. A
+//      processor whose owner is in user code (owner_word busy bit clear)
+//      and whose counter has not moved for options::blocked_threshold is
+//      stalled. The owner thread's CPU clock over the stall tells a thread
+//      blocked in the kernel (under a fifth of a CPU: a raw read, nanosleep, a
+//      page fault, an OS mutex) from a hog (computing; even on a crowded
+//      machine a spinning thread gets more than a fifth of a CPU). If fibers wait for the
+//      processor (its ring, runnext or inbox, or the global queue while no
+//      processor is idle), the processor is handed to a spare thread
+//      (handoff.cpp): at once when blocked, after options::hog_threshold
+//      when hogging (and only while fewer than 2 * procs hogs hold extra
+//      threads). A hog is also asked to yield (preempt_requested), which
+//      this_fiber::check_preempt() honours.
+//   2. balances: while some processor is idle and another has at least two
+//      fibers in its ring, it claims the idle one, moves half the loaded ring
+//      (oldest first, at most 128) into its inbox and wakes it; when none is
+//      idle, it moves fibers from the longest ring to the shortest once they
+//      differ by more than max(4, mean/4). It never touches runnext.
+//   3. every 10 ms, runs the safety net: fibers queued (globally, or in an
+//      idle processor's inbox or ring) on two scans in a row while every
+//      processor sleeps mean a lost wake-up. It wakes a processor and counts
+//      it in safety_net_wakes, which tests assert stays zero.
 // When every processor is idle and the global queue is empty it deep-sleeps
 // on its futex; the first worker to wake up wakes it (wait_for_work).
 #include <sys/prctl.h>
@@ -21,7 +39,15 @@
 #include <algorithm>
 #include <chrono>
 
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <set>
+#include <vector>
+
+#include "io/event_loop.hpp"
 #include "os/futex.hpp"
+#include "sched/handoff.hpp"
 #include "sched/scheduler.hpp"
 
 namespace spindle::detail {
@@ -34,11 +60,34 @@ constexpr milliseconds max_interval{10};
 constexpr milliseconds safety_net_period{10};
 constexpr int quiet_ticks_before_backoff = 50;
 
-void sleep_for_interval(microseconds interval) noexcept {
-  timespec ts{static_cast<time_t>(interval.count() / 1000000),
-              static_cast<long>(interval.count() % 1000000) * 1000};
-  while (nanosleep(&ts, &ts) != 0) {
-  }
+constexpr std::int64_t min_stall_tick_ns = 50'000;
+
+// stall_watch: what the monitor remembers of one processor.
+struct stall_watch {
+  std::uint64_t switches = 0;
+  std::uint64_t owner_word = 0;
+  std::int64_t since_ns = 0;       // when switches last changed (or the owner left the runtime)
+  std::int64_t cpu_start_ns = -1;  // the owner thread's CPU clock at since_ns; -1: not read
+};
+
+std::vector<stall_watch>& watches(std::size_t procs) {
+  static std::vector<stall_watch> all(procs);  // the monitor thread only
+  return all;
+}
+
+std::int64_t thread_cpu_ns(const worker* w) noexcept {
+  if (w == nullptr || !w->cpu_clock_ready.load(std::memory_order_acquire)) return -1;
+  timespec ts;
+  if (clock_gettime(w->cpu_clock, &ts) != 0) return -1;
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// wait_for_tick: sleeps up to `timeout_ns`, or until poked.
+void wait_for_tick(std::atomic<std::uint32_t>& word, std::int64_t timeout_ns) noexcept {
+  const timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
+                    static_cast<long>(timeout_ns % 1'000'000'000)};
+  futex_wait(word, 0, &ts);
+  word.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -59,10 +108,11 @@ void scheduler::wake_monitor() noexcept {
 }
 
 void scheduler::monitor_loop() {
-  prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: keep 1 ms ticks close to 1 ms
+  prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: keep short ticks short
   microseconds interval = options_.balance_interval;
   int quiet_ticks = 0;
   auto next_safety_net = std::chrono::steady_clock::now() + safety_net_period;
+  std::int64_t next_stall_check_ns = INT64_MAX;
   for (;;) {
     if (all_idle()) {
       monitor_word_.store(0, std::memory_order_relaxed);
@@ -77,18 +127,99 @@ void scheduler::monitor_loop() {
       quiet_ticks = 0;
       continue;
     }
-    sleep_for_interval(interval);
-    const bool moved = balance();
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= next_safety_net) {
+    const std::int64_t interval_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count();
+    const std::int64_t until_stall_check = next_stall_check_ns - steady_now_ns();
+    wait_for_tick(monitor_word_, std::clamp(until_stall_check, min_stall_tick_ns, interval_ns));
+    const std::int64_t now = steady_now_ns();
+    next_stall_check_ns = INT64_MAX;
+    bool acted = retake_stuck_processors(now, next_stall_check_ns);
+    acted = balance() || acted;
+    const auto clock_now = std::chrono::steady_clock::now();
+    if (clock_now >= next_safety_net) {
       safety_net();
-      next_safety_net = now + safety_net_period;
+      next_safety_net = clock_now + safety_net_period;
     }
-    quiet_ticks = moved ? 0 : quiet_ticks + 1;
+    quiet_ticks = acted ? 0 : quiet_ticks + 1;
     interval = quiet_ticks > quiet_ticks_before_backoff
                    ? std::min<microseconds>(interval * 2, max_interval)
                    : options_.balance_interval;
   }
+}
+
+bool scheduler::work_waiting(processor& p) const noexcept {
+  return p.ring.size() != 0 || p.runnext.load(std::memory_order_relaxed) != nullptr ||
+         !p.inbox.empty() ||
+         (!global_.empty() && nidle_.load(std::memory_order_relaxed) == 0 &&
+          nsearching_.load(std::memory_order_relaxed) == 0);
+}
+
+// retake_stuck_processors: step 1 of the design comment. Sets
+// `next_check_ns` to when a stalled processor with waiting work reaches its
+// threshold, so the monitor looks again then rather than a tick later.
+bool scheduler::retake_stuck_processors(std::int64_t now, std::int64_t& next_check_ns) {
+  const std::int64_t blocked_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.blocked_threshold).count();
+  const std::int64_t hog_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.hog_threshold).count();
+  std::vector<stall_watch>& watch = watches(processors_.size());
+  bool acted = false, suspect = false;
+  for (auto& pp : processors_) {
+    processor& p = *pp;
+    stall_watch& sw = watch[static_cast<std::size_t>(p.index)];
+    const std::uint64_t word = p.owner_word.load(std::memory_order_acquire);
+    const std::uint64_t switches = p.switches.load(std::memory_order_relaxed);
+    worker* owner = p.owner.load(std::memory_order_relaxed);
+    if ((word & owner_busy) != 0 || switches != sw.switches || word != sw.owner_word) {
+      sw = {switches, word, now, (word & owner_busy) != 0 ? -1 : thread_cpu_ns(owner)};
+      continue;
+    }
+    if (sw.cpu_start_ns < 0) {
+      sw.cpu_start_ns = thread_cpu_ns(owner);
+      sw.since_ns = now;
+    }
+    suspect = true;
+    const std::int64_t stalled = now - sw.since_ns;
+    const bool hinted = p.blocking_section.load(std::memory_order_relaxed) != 0;
+    if (!work_waiting(p)) continue;
+    if (stalled < blocked_ns && !hinted) {
+      next_check_ns = std::min(next_check_ns, sw.since_ns + blocked_ns);
+      continue;
+    }
+    const std::int64_t cpu = thread_cpu_ns(owner);
+    const bool hog = !hinted && cpu >= 0 && sw.cpu_start_ns >= 0 && stalled > 0 &&
+                     5 * (cpu - sw.cpu_start_ns) >= stalled;  // over a fifth of a CPU
+    if (hog) {
+      if (stalled < hog_ns) {
+        next_check_ns = std::min(next_check_ns, sw.since_ns + hog_ns);
+        continue;
+      }
+      p.preempt_requested.store(1, std::memory_order_relaxed);
+      if (hogs_running_.load(std::memory_order_relaxed) >= 2 * static_cast<int>(processors_.size()))
+        continue;
+    }
+    if (hand_off(p, word, hog)) {
+      acted = true;
+      if (options_.report_stalls) report_stall(p, hog, stalled);
+    }
+  }
+  stall_suspected_.store(suspect, std::memory_order_relaxed);
+  return acted;
+}
+
+// report_stall: one line per spawn site, the first time (options::report_stalls).
+void scheduler::report_stall(processor& p, bool hog, std::int64_t stalled_ns) {
+  static std::set<const void*> reported;  // the monitor thread only
+  const void* site = p.running_spawn_site.load(std::memory_order_relaxed);
+  if (!reported.insert(site).second) return;
+  Dl_info info{};
+  const char* symbol = dladdr(site, &info) != 0 && info.dli_sname ? info.dli_sname : "?";
+  std::fprintf(stderr,
+               "spindle: fiber %llu (spawned from %s at %p) %s its thread for %.1f ms; "
+               "processor %d was handed to another thread (reported once per spawn site)\n",
+               static_cast<unsigned long long>(p.running_fiber_id.load(std::memory_order_relaxed)),
+               symbol, site, hog ? "computed without yielding, holding" : "blocked",
+               static_cast<double>(stalled_ns) / 1e6, p.index);
 }
 
 bool scheduler::balance() noexcept {
@@ -129,9 +260,9 @@ bool scheduler::balance() noexcept {
 
 void scheduler::safety_net() noexcept {
   static bool stuck_last_scan = false;  // the monitor thread only
-  const bool everyone_asleep = nidle_.load(std::memory_order_seq_cst) ==
-                                   static_cast<int>(processors_.size()) &&
-                               nsearching_.load(std::memory_order_seq_cst) == 0;
+  const bool everyone_asleep =
+      nidle_.load(std::memory_order_seq_cst) == static_cast<int>(processors_.size()) &&
+      nsearching_.load(std::memory_order_seq_cst) == 0;
   bool work_waiting = !global_.empty();
   if (everyone_asleep) {
     for (auto& p : processors_) {

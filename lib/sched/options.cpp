@@ -31,10 +31,20 @@ std::size_t parse_size(const char* name, const char* text) {
   std::size_t scale = 1;
   if (end != nullptr && *end != '\0') {
     switch (*end) {
-      case 'k': case 'K': scale = 1u << 10; break;
-      case 'm': case 'M': scale = 1u << 20; break;
-      case 'g': case 'G': scale = 1u << 30; break;
-      default: end = nullptr;
+      case 'k':
+      case 'K':
+        scale = 1u << 10;
+        break;
+      case 'm':
+      case 'M':
+        scale = 1u << 20;
+        break;
+      case 'g':
+      case 'G':
+        scale = 1u << 30;
+        break;
+      default:
+        end = nullptr;
     }
     if (end != nullptr && end[1] != '\0') end = nullptr;
   }
@@ -93,6 +103,14 @@ options options_from_environment() {
   read_env("SPINDLE_SPIN_US", [&](std::size_t v) { o.spin = std::chrono::microseconds(v); });
   read_env("SPINDLE_BALANCE_US",
            [&](std::size_t v) { o.balance_interval = std::chrono::microseconds(v); });
+  read_env("SPINDLE_BLOCKED_US",
+           [&](std::size_t v) { o.blocked_threshold = std::chrono::microseconds(v); });
+  read_env("SPINDLE_HOG_US",
+           [&](std::size_t v) { o.hog_threshold = std::chrono::microseconds(v); });
+  read_env("SPINDLE_MAX_THREADS", [&](std::size_t v) { o.max_threads = v; });
+  read_env("SPINDLE_RETIRE_MS",
+           [&](std::size_t v) { o.retire_after = std::chrono::milliseconds(v); });
+  read_env("SPINDLE_REPORT_STALLS", [&](std::size_t v) { o.report_stalls = v != 0; });
   return o;
 }
 
@@ -125,6 +143,7 @@ options freeze_options() {
   if (o.stack_size < 16 * 1024) o.stack_size = 16 * 1024;
   if (o.guarded_stacks == 0) o.guarded_stacks = max_map_count() / 4;
   if (o.balance_interval.count() <= 0) o.balance_interval = std::chrono::microseconds(1000);
+  if (o.max_threads < o.procs + 1) o.max_threads = o.procs + 1;
   options_frozen = true;
   configured = o;
   options_set = true;

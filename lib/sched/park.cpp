@@ -78,7 +78,8 @@ bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadli
   park_record.then = then;
   park_record.then_arg = arg;
   scheduler::get().park(arm_then_continue_after_switch, &park_record);
-  if (park_record.entry.deadline_ns != INT64_MAX) event_loop::get().cancel_timer(&park_record.entry);
+  if (park_record.entry.deadline_ns != INT64_MAX)
+    event_loop::get().cancel_timer(&park_record.entry);
   return !park_record.timed_out;
 }
 

@@ -128,8 +128,8 @@ class fiber_queue {
 
   spinlock lock_;
   std::vector<fiber*> slots_ = std::vector<fiber*>(256);  // guarded by lock_; size a power of two
-  std::size_t head_ = 0;                                   // guarded by lock_
-  std::uint32_t count_ = 0;                                // guarded by lock_
+  std::size_t head_ = 0;                                  // guarded by lock_
+  std::uint32_t count_ = 0;                               // guarded by lock_
   std::atomic<std::uint32_t> size_{0};  // count_, written under lock_, read without it
 };
 

@@ -91,6 +91,7 @@
 
 #include "context/switch.hpp"
 #include "os/futex.hpp"
+#include "sched/handoff.hpp"
 #include "sched/options.hpp"
 #include "sched/task_access.hpp"
 
@@ -162,20 +163,12 @@ scheduler::scheduler(const options& opts) : options_(opts) {
     auto p = std::make_unique<processor>();
     p->index = static_cast<int>(i);
     p->random_state = 0x9e3779b97f4a7c15ull * (i + 1);
-    auto w = std::make_unique<worker>();
-    w->proc = p.get();
-    p->owner = w.get();
     processors_.push_back(std::move(p));
-    workers_.push_back(std::move(w));
   }
 }
 
 void scheduler::start_workers() {
-  for (auto& w : workers_) {
-    worker* raw = w.get();
-    raw->thread = std::thread([this, raw] { worker_loop(*raw); });
-    raw->thread.detach();
-  }
+  for (auto& p : processors_) start_thread(*add_worker(p.get()));
   monitor_ = std::thread([this] { monitor_loop(); });
   monitor_.detach();
 }
@@ -188,7 +181,7 @@ fiber* scheduler::running_fiber() noexcept {
 // ---------------------------------------------------------------------------
 // Spawning and readying.
 
-void scheduler::spawn(task_base* t, const spawn_options& opts) {
+void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site) {
   fiber_stack stack;
   try {
     stack = allocate_stack(opts.stack_size);
@@ -202,6 +195,7 @@ void scheduler::spawn(task_base* t, const spawn_options& opts) {
   f->task = t;
   f->stack = stack;
   f->id = next_fiber_id_.fetch_add(1, std::memory_order_relaxed);
+  f->spawn_site = site;
   task_access::start(*t, f->id, opts.name);
   prepare_fiber(*f, top);
   spawned_.fetch_add(1, std::memory_order_relaxed);
@@ -210,8 +204,20 @@ void scheduler::spawn(task_base* t, const spawn_options& opts) {
 
 void scheduler::ready(fiber* f, bool next) noexcept {
   worker* w = current_worker();
+  if (w != nullptr && w->proc != nullptr) {
+    if (w->current == nullptr) {  // scheduler context: we are inside the runtime already
+      put_local(*w->proc, f, next);
+      return;
+    }
+    if (enter_runtime(*w)) {  // fiber context: make sure the processor is still ours
+      put_local(*w->proc, f, next);
+      leave_runtime(*w);
+      return;
+    }
+    lose_processor(*w);
+  }
   if (w != nullptr) {
-    put_local(*w->proc, f, next);
+    push_global(f);
   } else if (ready_batch != nullptr) {
     ready_batch->push_back(f);
   } else {
@@ -257,15 +263,25 @@ __attribute__((noinline)) void scheduler::overflow_to_global(processor& p, fiber
 
 void scheduler::push_global(fiber* f) noexcept {
   global_.push(f);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (nsearching_.load(std::memory_order_relaxed) == 0) wakep();
+  after_global_push();
 }
 
 void scheduler::push_global_all(fiber* const* fibers, std::size_t n) noexcept {
   if (n == 0) return;
   global_.push_all(fibers, n);
+  after_global_push();
+}
+
+// after_global_push: steps S2-S3 of the wake protocol; and when every
+// processor is busy while one looked stuck, the monitor is told at once
+// rather than at its next tick (it may hand that processor off).
+void scheduler::after_global_push() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (nsearching_.load(std::memory_order_relaxed) == 0) wakep();
+  if (nidle_.load(std::memory_order_relaxed) == 0 &&
+      stall_suspected_.load(std::memory_order_relaxed)) {
+    poke_monitor();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -290,11 +306,9 @@ void fiber_exited(worker& w, fiber* f, void*) { scheduler::get().fiber_finished(
 
 void scheduler::fiber_finished(worker&, fiber* f) noexcept {
   release_fiber_sanitizer_state(*f);
-  task_base* t = f->task;
   const fiber_stack stack = f->stack;
   f->~fiber();
   release_stack(stack);
-  t->release();
   exited_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -303,15 +317,29 @@ void scheduler::fiber_finished(worker&, fiber* f) noexcept {
 
 void scheduler::worker_loop(worker& w) {
   enter_worker_thread(w);
-  for (;;) execute(w, find_runnable(w));
+  for (;;) {
+    if (w.proc == nullptr && !become_spare(w)) return;  // retired: w is gone
+    execute(w, find_runnable(w));
+  }
 }
 
+// execute: runs f on w's processor until it switches out, then performs what
+// it asked for. User code runs outside the runtime (busy clear), so the
+// monitor may take the processor meanwhile; execute then finds out in
+// enter_runtime and carries on without it.
 void scheduler::execute(worker& w, fiber* f) noexcept {
   processor& p = *w.proc;
   p.switches.store(p.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  p.running_fiber_id.store(f->id, std::memory_order_relaxed);
+  p.running_spawn_site.store(f->spawn_site, std::memory_order_relaxed);
+  if (p.preempt_requested.load(std::memory_order_relaxed) != 0) {
+    p.preempt_requested.store(0, std::memory_order_relaxed);
+  }
   mark_running(*f);
   w.current = f;
+  leave_runtime(w);
   run_fiber(w, *f);
+  if (w.proc != nullptr && !enter_runtime(w)) lose_processor(w);
   w.current = nullptr;
   mark_stopped(*f);
   const after_switch_fn action = w.after_switch;
@@ -511,6 +539,13 @@ stats scheduler::snapshot() const noexcept {
   s.worker_sleeps = sleeps_.load(std::memory_order_relaxed);
   s.worker_wakes = wakes_.load(std::memory_order_relaxed);
   s.safety_net_wakes = safety_net_wakes_.load(std::memory_order_relaxed);
+  s.handoffs = handoffs_.load(std::memory_order_relaxed);
+  s.blocked_handoffs = blocked_handoffs_.load(std::memory_order_relaxed);
+  s.hog_handoffs = hog_handoffs_.load(std::memory_order_relaxed);
+  s.threads = threads_alive_.load(std::memory_order_relaxed);
+  s.threads_peak = threads_peak_.load(std::memory_order_relaxed);
+  s.threads_created = threads_created_.load(std::memory_order_relaxed);
+  s.threads_retired = threads_retired_.load(std::memory_order_relaxed);
   const stack_pool_counters c = stack_pool_counts();
   s.stacks_reserved = c.reserved;
   s.stacks_guarded = c.guarded;

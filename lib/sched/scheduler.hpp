@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -25,7 +26,8 @@ class scheduler {
   explicit scheduler(const options& opts);
 
   // spawn: creates a fiber for t (taking over one reference) and makes it runnable.
-  void spawn(task_base* t, const spawn_options& opts);
+  // `site` is where go() was called, for diagnostics.
+  void spawn(task_base* t, const spawn_options& opts, const void* site);
 
   // ready: makes parked fiber f runnable. On a worker thread it goes to that
   // worker's processor (into runnext when `next`, so it runs soon, near the
@@ -57,6 +59,12 @@ class scheduler {
   // Called from fiber_exited.
   void fiber_finished(worker& w, fiber* f) noexcept;
 
+  // blocking_begin / blocking_end: spindle::blocking() (handoff.cpp).
+  void blocking_begin() noexcept;
+  void blocking_end() noexcept;
+  // check_preempt: this_fiber::check_preempt() (handoff.cpp).
+  bool check_preempt() noexcept;
+
  private:
   friend class monitor_access;
 
@@ -76,6 +84,7 @@ class scheduler {
   void push_ring_or_overflow(processor& p, fiber* f) noexcept;
   void push_global(fiber* f) noexcept;
   void push_global_all(fiber* const* fibers, std::size_t n) noexcept;
+  void after_global_push() noexcept;
   void overflow_to_global(processor& p, fiber* f) noexcept;
   fiber* run_batch_locally(processor& p, fiber_batch& batch) noexcept;
 
@@ -93,24 +102,48 @@ class scheduler {
   void safety_net() noexcept;
   void wake_monitor() noexcept;
   bool all_idle() const noexcept;
+  bool retake_stuck_processors(std::int64_t now_ns, std::int64_t& next_check_ns);
+  bool work_waiting(processor& p) const noexcept;
+  void report_stall(processor& p, bool hog, std::int64_t stalled_ns);
+
+  // Handoff and the worker pool (handoff.cpp).
+  worker* add_worker(processor* p);
+  void start_thread(worker& w);
+  bool become_spare(worker& w);
+  void lose_processor(worker& w) noexcept;
+  bool hand_off(processor& p, std::uint64_t observed, bool hog);
+  worker* take_spare() noexcept;
+  worker* new_spare();
+  bool may_create_thread() noexcept;
+  void poke_monitor() noexcept;
 
   options options_;
   std::vector<std::unique_ptr<processor>> processors_;
-  std::vector<std::unique_ptr<worker>> workers_;
   fiber_queue global_;
 
+  std::mutex workers_mutex_;
+  std::vector<std::unique_ptr<worker>> workers_;  // guarded by workers_mutex_; alive threads
+  std::vector<worker*> spares_;                   // guarded by workers_mutex_; parked, LIFO
+  std::uint32_t next_worker_id_ = 0;              // guarded by workers_mutex_
+  std::atomic<int> hogs_running_{0};              // workers that lost their processor as hogs
+  std::atomic<bool> stall_suspected_{false};      // some processor looked stuck at the last tick
+  bool thread_limit_reported_ = false;            // monitor only
+  double thread_tokens_ = 0;                      // monitor only: the thread-creation rate limit
+  std::int64_t tokens_refilled_ns_ = 0;           // monitor only
+
   spinlock idle_lock_;
-  std::vector<processor*> idle_;      // guarded by idle_lock_; sorted, lowest index last
-  std::atomic<int> nidle_{0};         // written under idle_lock_
+  std::vector<processor*> idle_;  // guarded by idle_lock_; sorted, lowest index last
+  std::atomic<int> nidle_{0};     // written under idle_lock_
   std::atomic<int> nsearching_{0};
 
   std::thread monitor_;
-  std::atomic<std::uint32_t> monitor_word_{0};    // futex the monitor deep-sleeps on
+  std::atomic<std::uint32_t> monitor_word_{0};  // futex the monitor deep-sleeps on
   std::atomic<std::uint32_t> monitor_asleep_{0};
 
   std::atomic<std::uint64_t> next_fiber_id_{1};
-  std::atomic<std::uint64_t> spawned_{0}, exited_{0}, balancer_moves_{0}, offloads_{0},
-      sleeps_{0}, wakes_{0}, safety_net_wakes_{0};
+  std::atomic<std::uint64_t> spawned_{0}, exited_{0}, balancer_moves_{0}, offloads_{0}, sleeps_{0},
+      wakes_{0}, safety_net_wakes_{0}, handoffs_{0}, blocked_handoffs_{0}, hog_handoffs_{0},
+      threads_alive_{0}, threads_peak_{0}, threads_created_{0}, threads_retired_{0};
 };
 
 }  // namespace spindle::detail

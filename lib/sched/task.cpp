@@ -75,6 +75,9 @@ bool task_base::is_done() const noexcept {
   return (state_ & finished) != 0;
 }
 
+// complete: also drops the fiber's reference, before waking the joiner: then
+// the task (and the exception it may hold) is freed by the handle's owner,
+// on the thread that joined, never concurrently with its use of the error.
 void task_base::complete() noexcept {
   waiter* joiner;
   bool report;
@@ -87,8 +90,9 @@ void task_base::complete() noexcept {
     report = (state_ & abandoned) && error_ && !(state_ & reported);
     if (report) state_ |= reported;
   }
-  if (joiner != nullptr) joiner->wake();
   if (report) report_unobserved(*this);
+  release();  // the joiner, if any, still holds the handle's reference
+  if (joiner != nullptr) joiner->wake();
 }
 
 void task_base::abandon() noexcept {
@@ -106,14 +110,20 @@ void task_base::abandon() noexcept {
 void raise_join_misuse(int state) {
   using h = handle<void>;
   switch (state) {
-    case h::empty: throw usage_error("spindle: join on an empty handle (default-constructed or moved from)");
-    case h::joined: throw usage_error("spindle: join called twice on one handle");
-    case h::detached: throw usage_error("spindle: join on a detached fiber");
+    case h::empty:
+      throw usage_error("spindle: join on an empty handle (default-constructed or moved from)");
+    case h::joined:
+      throw usage_error("spindle: join called twice on one handle");
+    case h::detached:
+      throw usage_error("spindle: join on a detached fiber");
     case h::empty + h::detach_offset:
       throw usage_error("spindle: detach on an empty handle (default-constructed or moved from)");
-    case h::joined + h::detach_offset: throw usage_error("spindle: detach after join");
-    case h::detached + h::detach_offset: throw usage_error("spindle: detach called twice on one handle");
-    default: throw usage_error("spindle: misuse of a fiber handle");
+    case h::joined + h::detach_offset:
+      throw usage_error("spindle: detach after join");
+    case h::detached + h::detach_offset:
+      throw usage_error("spindle: detach called twice on one handle");
+    default:
+      throw usage_error("spindle: misuse of a fiber handle");
   }
 }
 

@@ -26,6 +26,7 @@ class timer_state {
       : kind_(k), function_(std::move(f)), period_ns_(d.count()) {
     entry_.fire = fire;
     entry_.owner = this;
+    entry_.frees_itself = k == kind::send_once_and_free;
     if (k != kind::call) channel_ = chan<steady_time>(1);
   }
 

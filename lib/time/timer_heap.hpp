@@ -23,7 +23,10 @@ struct timer_entry {
   // Guarded by the event loop's timer lock.
   std::uint64_t sequence = 0;
   std::size_t heap_index = not_queued;
-  bool cancelled = false;          // stop()ped: a periodic timer must not re-arm
+  bool cancelled = false;  // stop()ped: a periodic timer must not re-arm
+  // frees_itself: fire() may destroy the entry (nobody ever cancels it), so
+  // the loop must not touch it once fire() was called.
+  bool frees_itself = false;
   timer_entry* next_expired = nullptr;
 
   // firing: 1 while the loop thread runs fire(); cancel waits for 0 before the

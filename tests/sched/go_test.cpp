@@ -102,7 +102,9 @@ TEST_CASE("a detached fiber runs to completion") {
 TEST_CASE("a dropped handle lets the fiber run on") {
   std::promise<void> done;
   auto result = done.get_future();
-  { spindle::go([&done] { done.set_value(); }); }
+  {
+    spindle::go([&done] { done.set_value(); });
+  }
   CHECK(ready_within(result));
 }
 
@@ -212,7 +214,8 @@ TEST_CASE("many threads spawning and joining at once") {
   for (int t = 0; t < threads; ++t) {
     spawners.emplace_back([&total, t] {
       std::vector<spindle::handle<int>> hs;
-      for (int i = 0; i < per_thread; ++i) hs.push_back(spindle::go([=] { return t * per_thread + i; }));
+      for (int i = 0; i < per_thread; ++i)
+        hs.push_back(spindle::go([=] { return t * per_thread + i; }));
       for (auto& h : hs) total.fetch_add(h.join());
     });
   }

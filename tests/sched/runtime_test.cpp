@@ -45,7 +45,8 @@ TEST_CASE("an idle runtime burns no CPU to speak of") {
   const double before = cpu_seconds();
   const auto start = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the idle period being measured
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double used = cpu_seconds() - before;
   CHECK(used < 0.05 * wall);
 }

@@ -73,7 +73,8 @@ TEST_CASE("timers fire in deadline order, equal deadlines in the order they were
     t.remaining = &remaining;
     t.all_fired = &all_fired;
     t.fire = record_fire;
-    t.deadline_ns = base + static_cast<std::int64_t>(rng() % 40) * 1'000'000;  // many equal deadlines
+    t.deadline_ns =
+        base + static_cast<std::int64_t>(rng() % 40) * 1'000'000;  // many equal deadlines
     expected.emplace_back(t.deadline_ns, i);
     loop.add_timer(&t);
   }
@@ -87,7 +88,8 @@ TEST_CASE("timers fire in deadline order, equal deadlines in the order they were
 
 TEST_CASE("a new earlier timer preempts a later one while the loop sleeps") {
   spindle::timer far(60s);
-  spindle::detail::event_loop::get().handle_count();  // a loop round trip: the loop now sleeps on `far`
+  spindle::detail::event_loop::get()
+      .handle_count();  // a loop round trip: the loop now sleeps on `far`
   std::promise<steady::time_point> fired;
   auto when = fired.get_future();
   const auto start = steady::now();
@@ -140,7 +142,7 @@ TEST_CASE("a ticker ticks until stopped") {
     previous = *at;
   }
   tick.stop();
-  c.try_recv();  // a tick sent before stop() may still be buffered
+  c.try_recv();              // a tick sent before stop() may still be buffered
   spindle::sleep_for(20ms);  // ten periods
   CHECK_FALSE(c.try_recv().has_value());
   CHECK_THROWS_AS(spindle::ticker(0ms), spindle::usage_error);

@@ -43,7 +43,8 @@ class task_base {
   // is_done: whether the fiber has finished. Does not block.
   bool is_done() const noexcept;
   // complete: called by the runtime once run() returned; wakes the joiner, or
-  // reports an exception nobody will observe. Does not block.
+  // reports an exception nobody will observe, and drops the fiber's
+  // reference (the task may be gone when it returns). Does not block.
   void complete() noexcept;
   // abandon: the handle lets go without joining; an exception already stored
   // (or stored later) goes to the unhandled-exception handler.
@@ -60,9 +61,9 @@ class task_base {
  private:
   friend class task_access;
   std::atomic<int> refs_{1};
-  std::atomic<std::uint32_t> lock_{0};   // guards state_ and joiner_
-  std::uint32_t state_ = 0;              // task_state bits, see lib/sched/task.cpp
-  void* joiner_ = nullptr;               // the parked joiner, a detail::waiter
+  std::atomic<std::uint32_t> lock_{0};  // guards state_ and joiner_
+  std::uint32_t state_ = 0;             // task_state bits, see lib/sched/task.cpp
+  void* joiner_ = nullptr;              // the parked joiner, a detail::waiter
   std::uint64_t id_ = 0;
   std::string name_;
 };

@@ -1,0 +1,209 @@
+// tests/sched/handoff_test.cpp: the monitor hands stuck processors to other
+// threads, so no fiber can stall the others; the thread pool scales itself.
+//
+// Run with SPINDLE_MAX_THREADS=200 and SPINDLE_RETIRE_MS=300 (tests/meson.build).
+#include <doctest/doctest.h>
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <spindle/spindle.hpp>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+void raw_sleep(std::chrono::nanoseconds d) {  // the kernel's nanosleep, not the runtime's
+  timespec ts{static_cast<time_t>(d.count() / 1'000'000'000),
+              static_cast<long>(d.count() % 1'000'000'000)};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+// wait_until: polls a condition that the runtime makes true by itself (thread
+// retirement); bounded, so a failure shows as a failed check, not a hang.
+template <class Condition>
+bool wait_until(Condition done, std::chrono::seconds limit = 20s) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+std::size_t procs() { return spindle::current_options().procs; }
+
+}  // namespace
+
+TEST_CASE("a fiber blocked in a raw nanosleep does not stall timer fibers behind it") {
+  const auto before = spindle::runtime_stats().blocked_handoffs;
+  std::atomic<bool> blocker_done{false};
+  std::vector<spindle::handle<void>> blockers;
+  for (std::size_t i = 0; i < procs(); ++i) {  // every processor gets stuck
+    blockers.push_back(spindle::go([&blocker_done] {
+      raw_sleep(1500ms);
+      blocker_done = true;
+    }));
+  }
+  auto sleeper = spindle::go([&blocker_done] {
+    for (int i = 0; i < 20; ++i) spindle::sleep_for(1ms);
+    return blocker_done.load();
+  });
+  CHECK_FALSE(sleeper.join());  // it finished while the blockers still slept
+  for (auto& b : blockers) b.join();
+  CHECK(spindle::runtime_stats().blocked_handoffs > before);
+}
+
+TEST_CASE("a spinning fiber does not stall timer fibers behind it") {
+  std::atomic<bool> stop{false};
+  std::vector<spindle::handle<bool>> hogs;
+  for (std::size_t i = 0; i < procs(); ++i) {
+    hogs.push_back(spindle::go([&stop] {
+      const auto give_up = std::chrono::steady_clock::now() + 5s;
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (std::chrono::steady_clock::now() > give_up) return false;  // never handed off
+      }
+      return true;
+    }));
+  }
+  auto sleeper = spindle::go([&stop] {
+    for (int i = 0; i < 10; ++i) spindle::sleep_for(1ms);
+    stop = true;
+  });
+  sleeper.join();
+  for (auto& h : hogs) CHECK(h.join());
+  CHECK(spindle::runtime_stats().hog_handoffs > 0);
+}
+
+TEST_CASE("a runnext fiber behind a blocked thread still runs") {
+  auto parent = spindle::go([] {
+    std::atomic<bool> child_ran{false};
+    auto child = spindle::go([&child_ran] { child_ran = true; });  // lands in runnext
+    raw_sleep(1s);  // blocks the thread with the child queued behind it
+    const bool ran_meanwhile = child_ran.load();
+    child.join();
+    return ran_meanwhile;
+  });
+  CHECK(parent.join());
+}
+
+TEST_CASE("a fiber whose blocking call returns after its processor was handed off carries on") {
+  std::atomic<bool> stop{false};
+  auto churn = spindle::go([&stop] {  // keeps work waiting so that handoffs happen
+    long n = 0;
+    while (!stop) {
+      spindle::yield();
+      ++n;
+    }
+    return n;
+  });
+  constexpr int rounds = 300;
+  std::vector<spindle::handle<long>> racers;
+  for (int r = 0; r < 4; ++r) {
+    racers.push_back(spindle::go([r] {
+      long sum = 0;
+      spindle::chan<int> c(1);
+      for (int i = 0; i < rounds; ++i) {
+        raw_sleep(std::chrono::microseconds(900 + 100 * r));  // races the 1 ms threshold
+        c.send(int(i));
+        sum += *c.recv();
+        spindle::yield();
+      }
+      return sum;
+    }));
+  }
+  for (auto& h : racers) CHECK(h.join() == static_cast<long>(rounds) * (rounds - 1) / 2);
+  stop = true;
+  CHECK(churn.join() > 0);
+}
+
+TEST_CASE("10,000 fibers blocking at once stay within the thread cap, and the pool shrinks back") {
+  const std::size_t cap = spindle::current_options().max_threads;
+  REQUIRE(cap == 200);
+  std::vector<spindle::handle<void>> blockers;
+  for (int i = 0; i < 10'000; ++i) blockers.push_back(spindle::go([] { raw_sleep(50ms); }));
+  for (auto& b : blockers) b.join();
+  const spindle::stats s = spindle::runtime_stats();
+  CHECK(s.threads_peak <= cap);
+  CHECK(s.threads_created > 0);
+  const std::size_t floor = procs() + 2;
+  CHECK(wait_until([floor] { return spindle::runtime_stats().threads <= floor; }));
+}
+
+TEST_CASE("a 2 ms computation between yields is not a hog") {
+  const auto before = spindle::runtime_stats().hog_handoffs;
+  std::atomic<bool> stop{false};
+  auto other = spindle::go([&stop] {  // work waiting on some processor
+    while (!stop) spindle::yield();
+  });
+  auto worker = spindle::go([] {
+    for (int i = 0; i < 50; ++i) {
+      const auto until = std::chrono::steady_clock::now() + 2ms;
+      while (std::chrono::steady_clock::now() < until) {
+      }
+      spindle::yield();
+    }
+  });
+  worker.join();
+  stop = true;
+  other.join();
+  CHECK(spindle::runtime_stats().hog_handoffs == before);
+}
+
+TEST_CASE("bursts of hogs reuse threads instead of creating them each time") {
+  const std::size_t p = procs();
+  const auto created_before = spindle::runtime_stats().threads_created;
+  for (int burst = 0; burst < 5; ++burst) {
+    std::vector<spindle::handle<void>> hogs;
+    for (std::size_t i = 0; i < 2 * p; ++i) {
+      hogs.push_back(spindle::go([] {
+        const auto until = std::chrono::steady_clock::now() + 60ms;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+      }));
+    }
+    auto probe = spindle::go([] { spindle::sleep_for(1ms); });
+    probe.join();
+    for (auto& h : hogs) h.join();
+  }
+  CHECK(spindle::runtime_stats().threads_created - created_before <= 2 * p + 1);
+}
+
+TEST_CASE("spindle::blocking hands the processor off without waiting for the threshold") {
+  std::atomic<bool> done{false};
+  auto blocker = spindle::go([&done] {
+    spindle::blocking([] { raw_sleep(500ms); });
+    done = true;
+  });
+  auto others = spindle::go([&done] {
+    for (int i = 0; i < 20; ++i) spindle::sleep_for(1ms);
+    return done.load();
+  });
+  CHECK_FALSE(others.join());
+  blocker.join();
+  CHECK(spindle::blocking([] { return 7; }) == 7);  // from a plain thread: just calls f
+}
+
+TEST_CASE("check_preempt yields a hog the monitor flagged") {
+  std::atomic<bool> stop{false};
+  std::vector<spindle::handle<long>> hogs;
+  for (std::size_t i = 0; i < procs(); ++i) {
+    hogs.push_back(spindle::go([&stop] {
+      long yields = 0;
+      while (!stop.load(std::memory_order_relaxed)) yields += spindle::this_fiber::check_preempt();
+      return yields;
+    }));
+  }
+  auto sleeper = spindle::go([&stop] {
+    for (int i = 0; i < 5; ++i) spindle::sleep_for(1ms);
+    stop = true;
+  });
+  sleeper.join();
+  long yields = 0;
+  for (auto& h : hogs) yields += h.join();
+  CHECK(yields > 0);  // at least the hog whose processor the sleeper needed
+}
