@@ -67,6 +67,11 @@ struct options {
   // than procs + 2 worker threads remain. Environment: SPINDLE_RETIRE_MS.
   std::chrono::milliseconds retire_after{10000};
 
+  // timer_slack: timers due within the same slot of this length fire
+  // together (never early), which bounds the event loop's wake-ups.
+  // Environment: SPINDLE_TIMER_SLACK_US.
+  std::chrono::microseconds timer_slack{200};
+
   // report_stalls: print one line per spawn site the first time one of its
   // fibers blocks or hogs a thread long enough to cause a handoff.
   // Environment: SPINDLE_REPORT_STALLS=1.

@@ -55,6 +55,10 @@ class event_loop {
   void drain_submissions();
   void fire_expired();
   void arm_timer_fd_locked(std::int64_t deadline_ns) noexcept;
+  // wake_time: when the loop wakes for a deadline: rounded up to the slack.
+  std::int64_t wake_time(std::int64_t deadline_ns) const noexcept {
+    return (deadline_ns + slack_ns_ - 1) / slack_ns_ * slack_ns_;
+  }
   void flush_ready();
 
   static void on_async(uv_async_t* handle);
@@ -62,9 +66,10 @@ class event_loop {
   static void on_prepare(uv_prepare_t* handle);
   static void on_check(uv_check_t* handle);
 
-  uv_loop_t loop_;     // loop thread only, after construction
-  uv_async_t async_;   // the one cross-thread entry point
-  int timer_fd_ = -1;  // a timerfd armed for the earliest entry of timers_
+  uv_loop_t loop_;               // loop thread only, after construction
+  uv_async_t async_;             // the one cross-thread entry point
+  const std::int64_t slack_ns_;  // options::timer_slack, at least 1
+  int timer_fd_ = -1;            // a timerfd armed for the earliest entry of timers_
   uv_poll_t timer_poll_;
   uv_prepare_t prepare_;
   uv_check_t check_;

@@ -104,7 +104,8 @@ struct worker {
   fiber* current = nullptr;                 // the fiber running on this thread
   after_switch_fn after_switch = nullptr;
   void* after_switch_arg = nullptr;
-  bool searching = false;  // counted in scheduler::nsearching_
+  bool searching = false;           // counted in scheduler::nsearching_
+  std::int64_t spin_budget_ns = 0;  // how long to spin before sleeping; adapts
 
   // The thread's own stack and sanitizer state, for lib/context/switch.cpp.
   const void* thread_stack_bottom = nullptr;

@@ -51,6 +51,7 @@ worker* scheduler::add_worker(processor* p) {
   worker* raw = w.get();
   std::lock_guard lock(workers_mutex_);
   raw->id = next_worker_id_++;
+  raw->spin_budget_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.spin).count();
   if (p != nullptr) {
     raw->proc = p;
     raw->owned_word = owner_word_for(0, raw->id);

@@ -110,6 +110,8 @@ options options_from_environment() {
   read_env("SPINDLE_MAX_THREADS", [&](std::size_t v) { o.max_threads = v; });
   read_env("SPINDLE_RETIRE_MS",
            [&](std::size_t v) { o.retire_after = std::chrono::milliseconds(v); });
+  read_env("SPINDLE_TIMER_SLACK_US",
+           [&](std::size_t v) { o.timer_slack = std::chrono::microseconds(v); });
   read_env("SPINDLE_REPORT_STALLS", [&](std::size_t v) { o.report_stalls = v != 0; });
   return o;
 }

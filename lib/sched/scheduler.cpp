@@ -431,8 +431,14 @@ fiber* scheduler::take_global(processor& p) noexcept {
 // ---------------------------------------------------------------------------
 // Idle workers: spin briefly, then sleep (protocol steps W1-W5 above).
 
-fiber* scheduler::spin_for_work(processor& p) {
-  const auto deadline = std::chrono::steady_clock::now() + options_.spin;
+// spin_for_work: looks for work for up to w.spin_budget_ns before the
+// worker sleeps. The budget adapts (see wait_for_work): spinning pays when
+// work comes back within microseconds (message passing across processors)
+// and is waste when it comes back every few hundred (timers, I/O).
+fiber* scheduler::spin_for_work(worker& w) {
+  processor& p = *w.proc;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::nanoseconds(w.spin_budget_ns);
   do {
     for (int i = 0; i < 64; ++i) cpu_relax();
     if (!p.inbox.empty()) {
@@ -440,6 +446,7 @@ fiber* scheduler::spin_for_work(processor& p) {
     }
     if (fiber* f = take_global(p)) return f;
   } while (std::chrono::steady_clock::now() < deadline);
+  w.spin_budget_ns /= 2;  // spun for nothing: spin less next time
   return nullptr;
 }
 
@@ -449,8 +456,8 @@ fiber* scheduler::wait_for_work(worker& w) {
     int none = 0;
     w.searching = nsearching_.compare_exchange_strong(none, 1);
   }
-  if (w.searching && options_.spin.count() > 0) {  // W1
-    if (fiber* f = spin_for_work(p)) {
+  if (w.searching && w.spin_budget_ns > 0) {  // W1
+    if (fiber* f = spin_for_work(w)) {
       stop_searching(w);
       return f;
     }
@@ -471,14 +478,27 @@ fiber* scheduler::wait_for_work(worker& w) {
   std::atomic_thread_fence(std::memory_order_seq_cst);  // W4
   if (has_visible_work(p) && leave_idle_set(p)) return nullptr;
   sleeps_.fetch_add(1, std::memory_order_relaxed);
+  const auto slept_at = std::chrono::steady_clock::now();
   std::uint32_t why;
   while ((why = p.wake_word.load(std::memory_order_acquire)) == wake_none) {  // W5
     futex_wait(p.wake_word, wake_none);
   }
   wakes_.fetch_add(1, std::memory_order_relaxed);
+  adapt_spin(w, std::chrono::steady_clock::now() - slept_at);
   w.searching = why == wake_search;
   if (monitor_asleep_.load(std::memory_order_seq_cst) != 0) wake_monitor();
   return nullptr;
+}
+
+// adapt_spin: a worker woken soon after it fell asleep (within twice the
+// longest spin) would have done better to keep spinning: let it spin longer
+// next time, up to options::spin.
+void scheduler::adapt_spin(worker& w, std::chrono::steady_clock::duration slept) noexcept {
+  const std::int64_t most =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.spin).count();
+  if (std::chrono::duration_cast<std::chrono::nanoseconds>(slept).count() < 2 * most) {
+    w.spin_budget_ns = std::min(most, 2 * w.spin_budget_ns + 1000);
+  }
 }
 
 bool scheduler::has_visible_work(processor& p) const noexcept {

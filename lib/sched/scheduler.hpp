@@ -77,7 +77,8 @@ class scheduler {
   fiber* take_global(processor& p) noexcept;
   fiber* drain_inbox(processor& p) noexcept;
   fiber* wait_for_work(worker& w);
-  fiber* spin_for_work(processor& p);
+  fiber* spin_for_work(worker& w);
+  void adapt_spin(worker& w, std::chrono::steady_clock::duration slept) noexcept;
   void execute(worker& w, fiber* f) noexcept;
 
   void put_local(processor& p, fiber* f, bool next) noexcept;

@@ -59,6 +59,7 @@ TEST_CASE("a fiber blocked in a raw nanosleep does not stall timer fibers behind
 }
 
 TEST_CASE("a spinning fiber does not stall timer fibers behind it") {
+  const auto before = spindle::runtime_stats().handoffs;
   std::atomic<bool> stop{false};
   std::vector<spindle::handle<bool>> hogs;
   for (std::size_t i = 0; i < procs(); ++i) {
@@ -76,7 +77,9 @@ TEST_CASE("a spinning fiber does not stall timer fibers behind it") {
   });
   sleeper.join();
   for (auto& h : hogs) CHECK(h.join());
-  CHECK(spindle::runtime_stats().hog_handoffs > 0);
+  // Usually counted as a hog handoff; on a machine so crowded that a spinning
+  // thread gets under a fifth of a CPU, as a blocked one.
+  CHECK(spindle::runtime_stats().handoffs > before);
 }
 
 TEST_CASE("a runnext fiber behind a blocked thread still runs") {
