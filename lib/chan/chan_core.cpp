@@ -7,10 +7,10 @@
 //   op        a chan_op: one send or receive, on its caller's stack. While
 //             parked it is the wait-queue entry (Go's sudog): its `slot` is
 //             the sender's value, or the receiver's raw storage for one.
-//   parker    the waiter behind a parked op (one per single operation, one
+//   owner     the waiter behind a parked op (one per single operation, one
 //             per select shared by all its cases); on the caller's stack too.
 //   claim     waiter::try_claim(): the right to complete a parked op. Exactly
-//             one party claims each parker (a waker, or its own deadline).
+//             one party claims each owner (a waker, or its own deadline).
 //   handoff   completing a parked partner directly: a sender moves its value
 //             into a parked receiver's slot (on the receiver's stack), or a
 //             receiver takes a parked sender's value; the buffer is bypassed.
@@ -23,25 +23,25 @@
 //   Blocking side, e.g. recv on an empty channel:
 //     B1. lock the channel; poll: complete now if a partner or buffered
 //         element is there (then unlock, wake the partner if any, return);
-//     B2. otherwise set op.owner to a parker on this stack, link op into recvq;
-//     B3. park(lock): the fiber switches out and only then does its worker
-//         release the channel lock (a plain thread unlocks, then sleeps on a
-//         futex word). No waker can see op before B2, and none can wake the
-//         parker before its fiber's context is saved.
+//     B2. otherwise set op.owner to a waiter on this stack, link op into recvq;
+//     B3. waiter::park_until(lock, deadline): the fiber switches out and
+//         only then does its worker release the channel lock (a plain thread
+//         unlocks, then sleeps on a futex word). No waker can see op before
+//         B2, and none can wake the owner before its fiber's context is saved.
 //     B4. on return, op.status says how the op ended (done or closed), written
 //         by the waker before wake(); nothing else to re-check, no re-lock.
 //         A timed park that returns false (deadline, nobody claimed) re-locks
 //         and unlinks op if no waker has dropped it already.
 //   Waking side, e.g. send finding recvq non-empty:
-//     W1. under the channel lock, pop entries until one's parker is claimed
+//     W1. under the channel lock, pop entries until one's owner is claimed
 //         (try_claim, acq_rel); unclaimable entries belong to a select that
 //         won on another channel or to an op past its deadline: drop them;
 //     W2. complete the op under the lock: move the value into its slot, set
 //         op.status;
-//     W3. release the lock, then parker::wake() (Go: never ready a G while
+//     W3. release the lock, then owner->wake() (Go: never ready a G while
 //         holding a channel lock). The wake readies a fiber into the waker's
 //         runnext, so the woken receiver runs next on the sender's processor.
-//         After wake() the op and parker may be gone: read nothing after it.
+//         After wake() the op and its owner may be gone: read nothing after it.
 //   Ordering: the waker's writes of W2 happen before the owner's reads in B4
 //   through the wake (run-queue release/acquire, or the futex word).
 //
@@ -92,12 +92,12 @@ void op_queue::unlink(chan_op& op) noexcept {
 chan_op* op_queue::pop_claimed() noexcept {
   while (chan_op* op = head_) {
     unlink(*op);
-    if (op->owner->parked.try_claim()) return op;
+    if (op->owner->try_claim()) return op;
   }
   return nullptr;
 }
 
-op_status channel::poll_send(chan_op& op, parker*& partner) noexcept {
+op_status channel::poll_send(chan_op& op, waiter*& partner) noexcept {
   if (closed_.load(std::memory_order_relaxed)) return op_status::closed;
   if (chan_op* receiver = recvq_.pop_claimed()) {
     ops_.move_into(receiver->slot, op.slot);
@@ -115,7 +115,7 @@ op_status channel::poll_send(chan_op& op, parker*& partner) noexcept {
   return op_status::would_block;
 }
 
-op_status channel::poll_recv(chan_op& op, parker*& partner) noexcept {
+op_status channel::poll_recv(chan_op& op, waiter*& partner) noexcept {
   if (chan_op* sender = sendq_.pop_claimed()) {
     if (capacity_ == 0) {
       ops_.move_into(op.slot, sender->slot);
@@ -208,7 +208,7 @@ void chan_core::release() noexcept {
 op_status chan_core::send(chan_op& op, bool blocking, time_point deadline) {
   channel& c = channel::of(this);
   c.lock().lock();
-  parker* partner = nullptr;
+  waiter* partner = nullptr;
   switch (c.poll_send(op, partner)) {
     case op_status::done:
       c.lock().unlock();
@@ -224,10 +224,10 @@ op_status chan_core::send(chan_op& op, bool blocking, time_point deadline) {
     c.lock().unlock();
     return op_status::would_block;
   }
-  parker self;
+  waiter self;
   op.owner = &self;
   c.enqueue(op);
-  if (!park_op(self, c.lock(), deadline)) {
+  if (!self.park_until(c.lock(), deadline)) {
     std::lock_guard guard(c.lock());
     c.dequeue(op);
     return op_status::timed_out;
@@ -239,17 +239,17 @@ op_status chan_core::send(chan_op& op, bool blocking, time_point deadline) {
 op_status chan_core::recv(chan_op& op, bool blocking, time_point deadline) noexcept {
   channel& c = channel::of(this);
   c.lock().lock();
-  parker* partner = nullptr;
+  waiter* partner = nullptr;
   op_status status = c.poll_recv(op, partner);
   if (status != op_status::would_block || !blocking) {
     c.lock().unlock();
     if (partner) partner->wake();
     return status;
   }
-  parker self;
+  waiter self;
   op.owner = &self;
   c.enqueue(op);
-  if (!park_op(self, c.lock(), deadline)) {
+  if (!self.park_until(c.lock(), deadline)) {
     std::lock_guard guard(c.lock());
     c.dequeue(op);
     return op_status::timed_out;

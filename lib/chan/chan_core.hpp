@@ -12,31 +12,6 @@
 
 namespace spindle::detail {
 
-// parker: the one waiter behind the chan_op entries of a parked operation.
-// A single send or receive has one entry; a select has one per enabled case,
-// all pointing here, and try_claim() on `parked` decides which case wins.
-struct parker {
-  waiter parked;
-  // gate: a select holds the locks of several channels but can hand only one
-  // lock to park(). It takes `gate` before its entries become visible,
-  // releases the channel locks, and parks on `gate`, which the scheduler
-  // releases once the fiber has switched out. A waker passes through the
-  // gate (lock, unlock) before wake(), so it never readies a fiber that is
-  // still running. Unused (never locked) by single operations.
-  spinlock gate;
-  bool is_select = false;
-
-  // wake: makes the owner runnable. Call after try_claim() succeeded and the
-  // channel's lock is released. The parker may be gone when this returns.
-  void wake() noexcept {
-    if (is_select) {
-      gate.lock();
-      gate.unlock();
-    }
-    parked.wake();
-  }
-};
-
 // op_queue: a FIFO of parked chan_ops (the channel's recvq or sendq).
 // Guarded by the channel's lock.
 class op_queue {
@@ -45,7 +20,7 @@ class op_queue {
   // unlink: removes `op` if it is still queued.
   void unlink(chan_op& op) noexcept;
   // pop_claimed: removes entries from the front until one whose owner it can
-  // claim (parker::parked.try_claim), and returns that one; nullptr when none is left.
+  // claim (waiter::try_claim), and returns that one; nullptr when none is left.
   // Entries whose owner was claimed elsewhere (another select case, a
   // deadline) are dropped on the way.
   chan_op* pop_claimed() noexcept;
@@ -72,16 +47,16 @@ class channel final : public chan_core {
       : ops_(ops), capacity_(capacity), buffer_(buffer) {}
 
   // The locked steps. Each requires lock_ held. A step that completes a
-  // parked partner returns the partner's parker through `partner`; the caller
+  // parked partner returns the partner's waiter through `partner`; the caller
   // must call partner->wake() after releasing every lock it holds.
 
   // poll_send: completes `op` now if it can: hands the value to a parked
   // receiver, or buffers it. Returns done, closed or would_block.
-  op_status poll_send(chan_op& op, parker*& partner) noexcept;
+  op_status poll_send(chan_op& op, waiter*& partner) noexcept;
   // poll_recv: completes `op` now if it can: takes a parked sender's value
   // (through the buffer when there is one, keeping FIFO order) or a buffered
   // one. Returns done, closed (closed and drained) or would_block.
-  op_status poll_recv(chan_op& op, parker*& partner) noexcept;
+  op_status poll_recv(chan_op& op, waiter*& partner) noexcept;
   // enqueue: links `op` (owner already set) into sendq_ or recvq_.
   void enqueue(chan_op& op) noexcept { (op.is_send ? sendq_ : recvq_).push_back(op); }
   // dequeue: unlinks `op` if a waker has not already done so.
@@ -137,17 +112,6 @@ class channel final : public chan_core {
   op_queue recvq_;
   op_queue sendq_;
 };
-
-// park_op: parks `self` (whose entries are queued) releasing `lock` after
-// switch-out; gives up at `deadline`. Returns false on timeout: nobody claimed
-// `self`, and its entries may still be queued.
-inline bool park_op(parker& self, spinlock_ref lock, time_point deadline) noexcept {
-  if (deadline == no_deadline) {
-    self.parked.park(lock);
-    return true;
-  }
-  return self.parked.park_until(lock, deadline);
-}
 
 // raise_send_on_closed: throws usage_error("send on closed channel").
 [[noreturn]] void raise_send_on_closed();

@@ -15,22 +15,17 @@
 //      complete does, and select unlocks everything, wakes the partner it
 //      completed (if any), and returns that case. None ready and a default
 //      case: unlock, return select_default.
-//   2. Take the parker's gate, link every case's op into its channel's queue
-//      (all pointing at one parker), release the channel locks in reverse
-//      order, and park on the gate. A waker on any channel claims the parker
-//      (try_claim: exactly one case wins), completes that op under its
-//      channel's lock, unlocks, passes the gate (so the select has switched
-//      out) and wakes it. Wakers on the other channels fail to claim and drop
-//      the entries they find (Go's selectDone CAS in waitq.dequeue).
+//   2. Link every case's op into its channel's queue, all owned by one
+//      waiter on this stack, and park with waiter::park_then, whose step
+//      releases every channel lock (reverse order) only after the fiber has
+//      switched out (Go's selparkcommit): no waker can ready a fiber that is
+//      still running. A waker on any channel claims the waiter (try_claim:
+//      exactly one case wins), completes that op under its channel's lock,
+//      unlocks and wakes it. Wakers on the other channels fail to claim and
+//      drop the entries they find (Go's selectDone CAS in waitq.dequeue).
 //   3. After the wake (or the deadline), lock all channels again and unlink
 //      the entries nobody dropped; the one op whose status is no longer
 //      pending is the case that fired. On timeout none is.
-//
-// Why a gate: waiter::park() releases exactly one lock after the switch-out,
-// but a parked select is visible on several channels. The gate is that one
-// lock; waking passes through it, which gives the same guarantee as Go's
-// selparkcommit (unlocks all channels after the switch): nobody readies a
-// fiber that is still running.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -91,13 +86,14 @@ class locked_cases {
   std::size_t count_;
 };
 
+// unlock_cases: the after-switch step of a parked select.
+void unlock_cases(void* locks) { static_cast<locked_cases*>(locks)->unlock(); }
+
 // sleep_until_deadline: a select whose every case is disabled and which has a
-// deadline simply waits for it.
+// deadline simply waits for it (nobody can claim its waiter but the deadline).
 void sleep_until_deadline(time_point deadline) noexcept {
-  parker self;
-  spinlock nothing_to_guard;
-  nothing_to_guard.lock();
-  self.parked.park_until(nothing_to_guard, deadline);
+  waiter self;
+  self.park_then([](void*) {}, nullptr, deadline);
 }
 
 // nothing_enabled: the outcome of a select without an enabled case.
@@ -118,7 +114,7 @@ std::size_t poll(chan_op* ops, const std::uint16_t* poll_order, std::size_t acti
   for (std::size_t i = 0; i < active; ++i) {
     chan_op& op = ops[poll_order[i]];
     channel& c = channel::of(op.channel);
-    parker* partner = nullptr;
+    waiter* partner = nullptr;
     op_status status = op.is_send ? c.poll_send(op, partner) : c.poll_recv(op, partner);
     if (status == op_status::would_block) continue;
     locks.unlock();
@@ -134,17 +130,14 @@ std::size_t poll(chan_op* ops, const std::uint16_t* poll_order, std::size_t acti
 // the index of the case that fired, or select_timeout.
 std::size_t wait_for_case(chan_op* ops, const std::uint16_t* lock_order, std::size_t active,
                           locked_cases& locks, time_point deadline) {
-  parker self;
-  self.is_select = true;
-  self.gate.lock();
+  waiter self;
   for (std::size_t i = 0; i < active; ++i) {
     chan_op& op = ops[lock_order[i]];
     op.owner = &self;
     op.status = op_status::pending;
     channel::of(op.channel).enqueue(op);
   }
-  locks.unlock();
-  park_op(self, self.gate, deadline);
+  self.park_then(unlock_cases, &locks, deadline);
 
   std::size_t winner = select_timeout;
   locks.lock();

@@ -23,7 +23,7 @@ cond_status cond::wait_until_deadline(std::unique_lock<mutex>& user_lock,
   detail::wait_node self;
   detail::push_back(waiters_, self);
   user_lock.unlock();
-  bool notified = detail::park_node(self, lock, deadline);
+  bool notified = self.parked.park_until(lock, deadline);
   if (!notified) {
     std::lock_guard guard(lock);
     detail::unlink(waiters_, self);

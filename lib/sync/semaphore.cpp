@@ -31,7 +31,7 @@ bool semaphore::acquire_until(detail::time_point deadline) {
   }
   detail::wait_node self;
   detail::push_back(waiters_, self);
-  if (detail::park_node(self, lock, deadline)) return true;
+  if (self.parked.park_until(lock, deadline)) return true;
   std::lock_guard guard(lock);
   detail::unlink(waiters_, self);
   return false;

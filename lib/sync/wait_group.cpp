@@ -76,7 +76,7 @@ bool wait_group::wait_until_deadline(detail::time_point deadline) {
   } while (!state_.compare_exchange_weak(state, state + one_waiter, std::memory_order_acquire));
   detail::wait_node self;
   detail::push_back(waiters_, self);
-  if (detail::park_node(self, lock, deadline)) return true;
+  if (self.parked.park_until(lock, deadline)) return true;
   std::lock_guard guard(lock);
   if (self.linked) {
     detail::unlink(waiters_, self);

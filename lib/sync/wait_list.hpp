@@ -21,7 +21,6 @@
 
 #include "sched/park.hpp"
 #include "sched/spinlock.hpp"
-#include "spindle/detail/deadline.hpp"
 #include "spindle/detail/wait_queue.hpp"
 
 namespace spindle::detail {
@@ -68,17 +67,6 @@ inline wait_node* pop_claimed(wait_queue& q) noexcept {
     if (n->parked.try_claim()) return n;
   }
   return nullptr;
-}
-
-// park_node: parks on `lock` (held, with n queued), releasing it after the
-// switch-out. Returns false if `deadline` passed with nobody claiming n; the
-// lock is then not held and n may still be queued.
-inline bool park_node(wait_node& n, spinlock_ref lock, time_point deadline) noexcept {
-  if (deadline == no_deadline) {
-    n.parked.park(lock);
-    return true;
-  }
-  return n.parked.park_until(lock, deadline);
 }
 
 // wake_list: nodes a waker claimed under the lock, to wake in order once it

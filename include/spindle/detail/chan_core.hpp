@@ -46,7 +46,7 @@ enum class op_status : std::uint8_t {
 };
 
 class chan_core;
-struct parker;  // lib/chan/chan_core.hpp: the waiter a parked chan_op belongs to
+class waiter;  // lib/sched/park.hpp: the blocked party a parked chan_op belongs to
 
 // chan_op: one send or receive, as the core sees it. Lives on the caller's
 // stack for the whole operation.
@@ -63,7 +63,7 @@ struct chan_op {
 
   // Wait-queue linkage. Guarded by the channel's lock; meaningful only while
   // `linked`. A waker that pops this entry clears `linked`.
-  parker* owner = nullptr;
+  waiter* owner = nullptr;
   chan_op* prev = nullptr;
   chan_op* next = nullptr;
   bool linked = false;
