@@ -33,11 +33,14 @@ struct options {
   std::size_t stack_size = 256 * 1024;
 
   // guarded_stacks: how many stacks get a guard page (a stack overflow then
-  // faults at once). Each guard costs two memory mappings of the kernel's
-  // vm.max_map_count budget (65,530 by default); stacks past this count run
-  // unguarded and are checked by a canary at every switch.
-  // 0 = a quarter of vm.max_map_count. Environment: SPINDLE_GUARDED_STACKS.
-  std::size_t guarded_stacks = 0;
+  // faults at once and is reported). Each guard costs two memory mappings of
+  // the kernel's vm.max_map_count budget (65,530 by default); stacks past
+  // this count run unguarded, and an overflow is caught later (at the
+  // fiber's next switch or its exit; docs/design.md, "Stacks").
+  // auto_guarded_stacks = a quarter of vm.max_map_count; 0 = none.
+  // Environment: SPINDLE_GUARDED_STACKS.
+  static constexpr std::size_t auto_guarded_stacks = static_cast<std::size_t>(-1);
+  std::size_t guarded_stacks = auto_guarded_stacks;
 
   // spin: how long an idle worker keeps looking for work before it sleeps.
   // Environment: SPINDLE_SPIN_US.

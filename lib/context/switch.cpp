@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "context/overflow.hpp"
 #include "context/sanitizers.hpp"
 
 namespace spindle::detail {
@@ -23,19 +24,6 @@ struct no_deallocation {
   boost::context::stack_context allocate() { std::abort(); }
   void deallocate(boost::context::stack_context&) noexcept {}
 };
-
-// check_stack_depth: an unguarded stack cannot fault on overflow, so at each
-// switch out we check that the fiber stayed above its bottom.
-void check_stack_depth(const fiber& f) noexcept {
-  const char* sp = static_cast<const char*>(__builtin_frame_address(0));
-  if (!f.stack.guarded && sp < f.stack.bottom + 256) {
-    std::fprintf(stderr,
-                 "spindle: stack overflow in fiber %llu, stack size %zu (unguarded stack); "
-                 "raise spindle::options::stack_size or spawn_options::stack_size\n",
-                 static_cast<unsigned long long>(f.id), f.stack.size);
-    std::abort();
-  }
-}
 
 // Sanitizer brackets around one jump. `to_bottom/to_size` is the stack we go to;
 // `fake_stack` is where ASan keeps the leaving stack's fake frames (nullptr when
@@ -80,6 +68,7 @@ void enter_worker_thread(worker& w) noexcept {
   w.tsan_fiber = __tsan_get_current_fiber();
 #endif
   set_current_worker(&w);
+  install_overflow_handler();
 }
 
 void prepare_fiber(fiber& f, char* record_top) {
@@ -113,7 +102,7 @@ void run_fiber(worker& w, fiber& f) noexcept {
 }
 
 void switch_to_scheduler(fiber& f) noexcept {
-  check_stack_depth(f);
+  check_unguarded_overflow(f, false);
   worker* w = current_worker();
   before_jump(&f.asan_fake_stack, w->thread_stack_bottom, w->thread_stack_size, w->tsan_fiber);
   boost::context::fiber scheduler = std::move(w->scheduler_context).resume();

@@ -222,7 +222,18 @@ void scheduler::report_stall(processor& p, bool hog, std::int64_t stalled_ns) {
                static_cast<double>(stalled_ns) / 1e6, p.index);
 }
 
+// balance: step 2 of the design comment. A ring counts as loaded with two
+// fibers, or with one if its processor has not switched since the last pass
+// (its running fiber holds it: the queued one would wait for a handoff).
 bool scheduler::balance() noexcept {
+  static std::vector<std::uint64_t> last_switches(processors_.size());  // the monitor only
+  std::vector<bool> stuck(processors_.size());
+  for (auto& p : processors_) {
+    const auto i = static_cast<std::size_t>(p->index);
+    const std::uint64_t switches = p->switches.load(std::memory_order_relaxed);
+    stuck[i] = switches == last_switches[i];
+    last_switches[i] = switches;
+  }
   bool moved = false;
   for (std::size_t round = 0; round < processors_.size(); ++round) {
     processor* longest = nullptr;
@@ -231,10 +242,11 @@ bool scheduler::balance() noexcept {
     for (auto& p : processors_) {
       const std::uint32_t len = p->ring.size();
       total += len;
-      if (len > most) most = len, longest = p.get();
+      const bool loaded = len >= 2 || (len == 1 && stuck[static_cast<std::size_t>(p->index)]);
+      if (loaded && len > most) most = len, longest = p.get();
       if (len < least) least = len, shortest = p.get();
     }
-    if (longest == nullptr || most < 2) break;
+    if (longest == nullptr) break;
     processor* target = nidle_.load(std::memory_order_relaxed) > 0 ? claim_idle() : nullptr;
     const bool claimed = target != nullptr;
     std::uint32_t amount = (most + 1) / 2;

@@ -143,7 +143,7 @@ options freeze_options() {
   options o = options_set ? configured : options_from_environment();
   if (o.procs == 0) o.procs = available_cpus();
   if (o.stack_size < 16 * 1024) o.stack_size = 16 * 1024;
-  if (o.guarded_stacks == 0) o.guarded_stacks = max_map_count() / 4;
+  if (o.guarded_stacks == options::auto_guarded_stacks) o.guarded_stacks = max_map_count() / 4;
   if (o.balance_interval.count() <= 0) o.balance_interval = std::chrono::microseconds(1000);
   if (o.max_threads < o.procs + 1) o.max_threads = o.procs + 1;
   options_frozen = true;

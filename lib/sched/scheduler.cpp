@@ -89,6 +89,7 @@
 #include <mutex>
 #include <new>
 
+#include "context/overflow.hpp"
 #include "context/switch.hpp"
 #include "os/futex.hpp"
 #include "sched/handoff.hpp"
@@ -299,7 +300,9 @@ void scheduler::yield_fiber() noexcept { park(requeue_after_yield, this); }
 
 void fiber_main(fiber& f) noexcept {
   f.task->run();
-  f.task->complete();
+  check_unguarded_overflow(f, true);
+  f.task->complete();  // may free the task
+  f.task = nullptr;
 }
 
 void fiber_exited(worker& w, fiber* f, void*) { scheduler::get().fiber_finished(w, f); }

@@ -193,14 +193,17 @@ TEST_CASE("spindle::blocking hands the processor off without waiting for the thr
 
 TEST_CASE("check_preempt yields a hog the monitor flagged") {
   std::atomic<bool> stop{false};
+  std::atomic<std::size_t> running{0};
   std::vector<spindle::handle<long>> hogs;
   for (std::size_t i = 0; i < procs(); ++i) {
-    hogs.push_back(spindle::go([&stop] {
+    hogs.push_back(spindle::go([&stop, &running] {
+      running.fetch_add(1);
       long yields = 0;
       while (!stop.load(std::memory_order_relaxed)) yields += spindle::this_fiber::check_preempt();
       return yields;
     }));
   }
+  REQUIRE(wait_until([&running] { return running.load() == procs(); }));  // every processor hogged
   auto sleeper = spindle::go([&stop] {
     for (int i = 0; i < 5; ++i) spindle::sleep_for(1ms);
     stop = true;
