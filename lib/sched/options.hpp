@@ -18,7 +18,9 @@ options freeze_options();
 std::size_t available_cpus() noexcept;
 
 // randomize_scheduler: true in builds configured with -Drandomize_scheduler=true,
-// which skip runnext and shuffle batches to flush out order assumptions.
+// which skip runnext, shuffle batches and send every yielded fiber through
+// the global queue (so it resumes on whichever thread takes it), to flush
+// out order assumptions and thread-local caching bugs.
 constexpr bool randomize_scheduler() noexcept {
 #ifdef SPINDLE_RANDOMIZE_SCHEDULER
   return true;

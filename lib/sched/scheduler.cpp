@@ -234,6 +234,10 @@ void scheduler::ready_all(std::vector<fiber*>& fibers) noexcept {
 void scheduler::set_ready_batch(std::vector<fiber*>* batch) noexcept { ready_batch = batch; }
 
 void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
+  if (randomize_scheduler() && !next) {  // a yielded fiber moves to whichever worker takes it
+    push_global(f);
+    return;
+  }
   if (next && !randomize_scheduler()) {
     fiber* displaced = p.runnext.load(std::memory_order_relaxed);
     p.runnext.store(f, std::memory_order_relaxed);
