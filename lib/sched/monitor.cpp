@@ -70,9 +70,11 @@ struct stall_watch {
   std::int64_t cpu_start_ns = -1;  // the owner thread's CPU clock at since_ns; -1: not read
 };
 
+// watches: the monitor's memory of every processor. Never destroyed (the
+// monitor thread outlives static destruction at exit), like the scheduler.
 std::vector<stall_watch>& watches(std::size_t procs) {
-  static std::vector<stall_watch> all(procs);  // the monitor thread only
-  return all;
+  static auto* all = new std::vector<stall_watch>(procs);  // the monitor thread only
+  return *all;
 }
 
 std::int64_t thread_cpu_ns(const worker* w) noexcept {
@@ -209,9 +211,9 @@ bool scheduler::retake_stuck_processors(std::int64_t now, std::int64_t& next_che
 
 // report_stall: one line per spawn site, the first time (options::report_stalls).
 void scheduler::report_stall(processor& p, bool hog, std::int64_t stalled_ns) {
-  static std::set<const void*> reported;  // the monitor thread only
+  static auto* reported = new std::set<const void*>;  // the monitor thread only; never destroyed
   const void* site = p.running_spawn_site.load(std::memory_order_relaxed);
-  if (!reported.insert(site).second) return;
+  if (!reported->insert(site).second) return;
   Dl_info info{};
   const char* symbol = dladdr(site, &info) != 0 && info.dli_sname ? info.dli_sname : "?";
   std::fprintf(stderr,
@@ -226,7 +228,8 @@ void scheduler::report_stall(processor& p, bool hog, std::int64_t stalled_ns) {
 // fibers, or with one if its processor has not switched since the last pass
 // (its running fiber holds it: the queued one would wait for a handoff).
 bool scheduler::balance() noexcept {
-  static std::vector<std::uint64_t> last_switches(processors_.size());  // the monitor only
+  static auto& last_switches =  // the monitor only; never destroyed (see watches())
+      *new std::vector<std::uint64_t>(processors_.size());
   std::vector<bool> stuck(processors_.size());
   for (auto& p : processors_) {
     const auto i = static_cast<std::size_t>(p->index);
