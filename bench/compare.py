@@ -8,7 +8,7 @@ Suite mode (default):
      the same number of repetitions, workload by workload, alternating which
      of the two goes first;
   3. prints a Markdown table: spindle median, Go median, spindle/Go ratio, the
-     goal where one is known (shared/notes/scheduler.md 8.11) and the min-max
+     goal where one is known (the goals of the issues that asked for each workload) and the min-max
      spread of both.
 
 TCP echo mode (--tcp-echo): spindle's echo server sample and Go's echo server,
@@ -57,42 +57,42 @@ class Row:
 T = "time/iter"
 ROWS = [
     # S: scheduler micro-benchmarks, time per iteration.
-    Row("spawn_one", "time", "spawn_one/locked_thread", T,
+    Row("spawn_one", "time", "spawn_one/locked_thread", T, goal=("ratio", 1.0),
         note="spindle from a plain thread; Go from a goroutine locked to its OS thread"),
-    Row("spawn_one/from_fiber", "time", "spawn_one", T,
+    Row("spawn_one/from_fiber", "time", "spawn_one", T, goal=("ratio", 1.0),
         note="spindle from a fiber; Go from the main goroutine"),
-    Row("spawn_many", "time", "spawn_many/locked_thread", T, goal=("ratio", 1.5),
+    Row("spawn_many", "time", "spawn_many/locked_thread", T, goal=("ratio", 0.5),
         note="spindle from a plain thread; Go from a locked goroutine"),
-    Row("spawn_many/from_fiber", "time", "spawn_many", T, goal=("ratio", 1.5),
+    Row("spawn_many/from_fiber", "time", "spawn_many", T, goal=("ratio", 0.5),
         note="spindle from a fiber; Go from the main goroutine"),
-    Row("yield_now", "time", "yield_now", T, goal=("ratio", 1.0)),
-    Row("spawn_recursive", "time", "spawn_recursive", T, goal=("ratio", 1.5)),
-    Row("ping_pong", "time", "ping_pong", T, goal=("ratio", 1.0)),
-    Row("fanout", "time", "fanout", T),
-    Row("context_switch_quiet", "time", "context_switch_quiet", T, goal=("ratio", 1.0)),
+    Row("yield_now", "time", "yield_now", T, goal=("ratio", 0.4)),
+    Row("spawn_recursive", "time", "spawn_recursive", T, goal=("ratio", 0.5)),
+    Row("ping_pong", "time", "ping_pong", T, goal=("ratio", 0.7)),
+    Row("fanout", "time", "fanout", T, goal=("ratio", 0.7)),
+    Row("context_switch_quiet", "time", "context_switch_quiet", T, goal=("ratio", 0.7)),
     Row("context_switch_busy", "time", "context_switch_busy", T, goal=("ratio", 1.0)),
     # R: runtime behaviour, user counters.
     Row("blocking_handoff", "p50_lateness_us", "blocking_handoff", "lateness p50", "µs"),
-    Row("blocking_handoff", "p99_lateness_us", "blocking_handoff", "lateness p99", "µs", goal=("abs", 2000)),
-    Row("blocking_handoff", "max_lateness_us", "blocking_handoff", "lateness max", "µs", goal=("abs", 10000)),
+    Row("blocking_handoff", "p99_lateness_us", "blocking_handoff", "lateness p99", "µs", goal=("abs", 1000)),
+    Row("blocking_handoff", "max_lateness_us", "blocking_handoff", "lateness max", "µs", goal=("abs", 5000)),
     Row("blocking_handoff", "max_threads", "blocking_handoff", "OS threads created (cumulative)", "threads",
         note="Go: threads created since start, not the peak"),
     Row("cpu_hog", "p50_lateness_us", "cpu_hog", "lateness p50", "µs"),
-    Row("cpu_hog", "p99_lateness_us", "cpu_hog", "lateness p99", "µs", goal=("abs", 20000)),
-    Row("cpu_hog", "max_lateness_us", "cpu_hog", "lateness max", "µs", goal=("abs", 50000)),
+    Row("cpu_hog", "p99_lateness_us", "cpu_hog", "lateness p99", "µs", goal=("abs", 5000)),
+    Row("cpu_hog", "max_lateness_us", "cpu_hog", "lateness max", "µs", goal=("abs", 15000)),
     Row("cpu_hog", "max_threads", "cpu_hog", "OS threads created (cumulative)", "threads",
         note="Go: threads created since start, not the peak"),
-    Row("idle_cpu", "cpu_per_wall", "idle_cpu", "CPU time / wall time", "cores", goal=("ratio", 1.0)),
+    Row("idle_cpu", "cpu_per_wall", "idle_cpu", "CPU time / wall time", "cores", goal=("ratio", 0.5)),
     Row("idle_cpu", "round_trips_per_s", "idle_cpu", "round trips per second", "1/s", higher=True),
-    Row("parked_memory", "rss_per_fiber_bytes", "parked_memory", "RSS per parked goroutine", "B"),
-    Row("parked_memory", "spawn_all_ms", "parked_memory", "spawn all (until every goroutine ran)", "ms"),
+    Row("parked_memory", "rss_per_fiber_bytes", "parked_memory", "RSS per parked goroutine", "B", goal=("abs", 6144)),
+    Row("parked_memory", "spawn_all_ms", "parked_memory", "spawn all (until every goroutine ran)", "ms", goal=("ratio", 1.0)),
     Row("parked_memory", "wake_all_ms", "parked_memory", "wake all and wait", "ms"),
-    Row("timers", "wall_over_ideal", "timers", "wall time / ideal", "ratio"),
-    Row("timers", "cpu_ms", "timers", "CPU time", "ms"),
+    Row("timers", "wall_over_ideal", "timers", "wall time / ideal", "ratio", goal=("ratio", 1.0)),
+    Row("timers", "cpu_ms", "timers", "CPU time", "ms", goal=("ratio", 1.0)),
     Row("timers", "mean_lateness_us", "timers", "mean lateness", "µs"),
-    Row("tcp_echo", "req_per_s", "tcp_echo", "requests per second", "1/s", higher=True),
+    Row("tcp_echo", "req_per_s", "tcp_echo", "requests per second", "1/s", higher=True, goal=("ratio", 1.2)),
     Row("tcp_echo", "p50_us", "tcp_echo", "latency p50", "µs"),
-    Row("tcp_echo", "p99_us", "tcp_echo", "latency p99", "µs"),
+    Row("tcp_echo", "p99_us", "tcp_echo", "latency p99", "µs", goal=("ratio", 1.0)),
     Row("tcp_echo", "errors", "tcp_echo", "errors", "count"),
 ]
 
@@ -576,7 +576,7 @@ def run_suite(args, tmp):
                + (f" (**missing**: {go.missing_reason})" if go.missing_reason else ""))
     out.append(f"- {args.reps} repetitions each, {'one after the other' if args.no_interleave else 'workload by workload, alternating which goes first'}; "
                f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
-    out.append("- ratio = spindle / Go on the medians; goals from shared/notes/scheduler.md 8.11")
+    out.append("- ratio = spindle / Go on the medians; goals from the issues that asked for each workload")
     out.append("")
     notes = table(rows, spindle, go, out)
     if extra:
