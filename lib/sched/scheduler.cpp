@@ -199,7 +199,6 @@ void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site)
   f->spawn_site = site;
   task_access::start(*t, f->id, opts.name);
   prepare_fiber(*f, top);
-  spawned_.fetch_add(1, std::memory_order_relaxed);
   ready(f, true);
 }
 
@@ -559,7 +558,7 @@ stats scheduler::snapshot() const noexcept {
   stats s;
   s.procs = processors_.size();
   const std::uint64_t exited = exited_.load(std::memory_order_acquire);
-  s.fibers_spawned = spawned_.load(std::memory_order_acquire);
+  s.fibers_spawned = next_fiber_id_.load(std::memory_order_acquire) - 1;  // ids count spawns
   s.fibers_alive = s.fibers_spawned - exited;
   s.balancer_moves = balancer_moves_.load(std::memory_order_relaxed);
   s.offloads = offloads_.load(std::memory_order_relaxed);
