@@ -6,6 +6,7 @@
 //   wrk -c 100 -d 10s http://127.0.0.1:PORT/      ab -k -n 100000 -c 100 ...
 //
 // Prints "listening on HOST:PORT" first; exits with status 0 on SIGINT/SIGTERM.
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <spindle/spindle.hpp>
@@ -19,7 +20,7 @@ namespace {
 constexpr std::string_view body = "Hello, world!\n";
 constexpr std::size_t max_header_bytes = 16 * 1024;
 
-// contains_token: whether the header block has "Connection: <token>"
+// has_connection: whether the header block has "Connection: <token>"
 // (case-insensitive, good enough for wrk, ab and curl).
 bool has_connection(std::string_view headers, std::string_view token) {
   std::string lower(headers);

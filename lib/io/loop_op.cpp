@@ -1,5 +1,5 @@
-// lib/io/loop_op.cpp: loop_op, run_on_loop, close_handle and the error
-// helpers; the protocol is described in loop_op.hpp.
+// lib/io/loop_op.cpp: loop_op and the error helpers; the protocol is
+// described in loop_op.hpp.
 #include "io/loop_op.hpp"
 
 #include "spindle/net.hpp"
@@ -57,31 +57,6 @@ void loop_op::fire(timer_entry* e) noexcept {
 
 namespace {
 
-struct call_on_loop : loop_request {
-  void (*fn)(void*, uv_loop_t*) noexcept;
-  void* arg;
-  waiter* parked;
-};
-
-void run_call(loop_request* r, uv_loop_t* loop) noexcept {
-  auto* call = static_cast<call_on_loop*>(r);
-  call->fn(call->arg, loop);
-  waiter* w = call->parked;
-  if (w->try_claim()) w->wake();
-}
-
-void submit_call(void* call) { event_loop::get().submit(static_cast<call_on_loop*>(call)); }
-
-struct close_op : loop_op {
-  close_op() noexcept : loop_op(start) {}
-  static void start(loop_request* r, uv_loop_t*) noexcept {
-    auto* op = static_cast<close_op*>(r);
-    op->handle->data = op;
-    uv_close(op->handle, [](uv_handle_t* h) { static_cast<close_op*>(h->data)->finish(0); });
-  }
-  uv_handle_t* handle = nullptr;
-};
-
 class uv_error_category final : public std::error_category {
  public:
   const char* name() const noexcept override { return "libuv"; }
@@ -92,22 +67,6 @@ class uv_error_category final : public std::error_category {
 };
 
 }  // namespace
-
-void run_on_loop(void (*fn)(void*, uv_loop_t*) noexcept, void* arg) noexcept {
-  waiter w;
-  call_on_loop call;
-  call.run = run_call;
-  call.fn = fn;
-  call.arg = arg;
-  call.parked = &w;
-  w.park_then(submit_call, &call);
-}
-
-void close_handle(uv_handle_t* h) noexcept {
-  close_op op;
-  op.handle = h;
-  op.wait();
-}
 
 std::error_code uv_error_code(int status) noexcept {
   // libuv's codes on Unix are negated errno values, except its own

@@ -76,14 +76,6 @@ class loop_op : public loop_request {
   int status_ = 0;
 };
 
-// run_on_loop: runs fn(arg) on the loop thread and waits for it to return.
-// Parks the fiber; blocks a plain thread. fn must not block.
-void run_on_loop(void (*fn)(void* arg, uv_loop_t* loop) noexcept, void* arg) noexcept;
-
-// close_handle: uv_close(h) on the loop thread (which must own h), waiting
-// until its close callback ran. Parks the fiber; blocks a plain thread.
-void close_handle(uv_handle_t* h) noexcept;
-
 // uv_error_code: a libuv status as an error_code: errno values in
 // std::generic_category(), the rest (UV_EOF, UV_EAI_*) in uv_category().
 std::error_code uv_error_code(int status) noexcept;
