@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "scale.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -174,7 +176,7 @@ TEST_CASE("yield lets other fibers run") {
 }
 
 TEST_CASE("100,000 fibers alive at once") {
-  constexpr int count = 100'000;
+  constexpr int count = spindle_test::many_fibers(100'000);
   std::atomic<int> started{0};
   std::vector<spindle::handle<int>> handles;
   handles.reserve(count);

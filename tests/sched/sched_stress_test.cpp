@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "scale.hpp"
+
 TEST_CASE("spawn from a plain thread wakes a sleeping worker, 20,000 times") {
   long long sum = 0;
   for (int i = 0; i < 20'000; ++i) sum += spindle::go([i] { return i; }).join();
@@ -35,19 +37,8 @@ TEST_CASE("threads racing spawns and joins against idle workers") {
   CHECK(done.load() == threads * rounds);
 }
 
-// ThreadSanitizer keeps state per fiber and runs out of memory mappings with
-// tens of thousands alive; it gets a smaller forest.
-#if defined(__SANITIZE_THREAD__)
-constexpr int chain_roots = 30;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr int chain_roots = 30;
-#else
-constexpr int chain_roots = 300;
-#endif
-#else
-constexpr int chain_roots = 300;
-#endif
+// Under ThreadSanitizer, a smaller forest (tests/scale.hpp).
+constexpr int chain_roots = spindle_test::many_fibers(300);
 
 TEST_CASE("join chains across processors") {
   auto chain = [](auto& self, int depth) -> int {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "io/event_loop.hpp"
+#include "scale.hpp"
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
@@ -160,7 +161,7 @@ TEST_CASE("after delivers once") {
 TEST_CASE("100,000 sleeping fibers share one timer handle") {
   auto& loop = spindle::detail::event_loop::get();
   const std::size_t handles_before = loop.handle_count();
-  constexpr int count = 100'000;
+  constexpr int count = spindle_test::many_fibers(100'000);
   std::atomic<int> asleep{0};
   std::promise<void> gate;
   auto all_asleep = gate.get_future();
