@@ -75,8 +75,13 @@ std::string endpoint::host() const {
 }
 
 std::string endpoint::to_string() const {
-  const std::string port_text = std::to_string(port());
-  return is_v6() ? "[" + host() + "]:" + port_text : host() + ":" + port_text;
+  std::string text;
+  if (is_v6()) text += '[';
+  text += host();
+  if (is_v6()) text += ']';
+  text += ':';
+  text += std::to_string(port());
+  return text;
 }
 
 std::size_t endpoint::native_size() const noexcept {
