@@ -1,13 +1,18 @@
-// lib/time/timer_heap.cpp: the binary heap of timer_heap.hpp.
+// lib/time/timer_heap.cpp: the 4-ary heap of timer_heap.hpp.
+//
+// Each slot holds the entry's deadline and sequence next to the pointer, so
+// comparisons never touch the entries themselves (they live on parked
+// fibers' stacks, all over memory); only the heap_index of an entry that
+// moves is written. Four children per node halve the depth of a binary heap:
+// with 100,000 timers a push or pop walks 9 levels instead of 17.
 #include "time/timer_heap.hpp"
 
 namespace spindle::detail {
 
 void timer_heap::push(timer_entry* e) {
   e->sequence = next_sequence_++;
-  entries_.push_back(e);
-  e->heap_index = entries_.size() - 1;
-  sift_up(e->heap_index);
+  slots_.push_back({e->deadline_ns, e->sequence, e});
+  sift_up(slots_.size() - 1);
 }
 
 timer_entry* timer_heap::pop() noexcept {
@@ -18,38 +23,42 @@ timer_entry* timer_heap::pop() noexcept {
 
 void timer_heap::remove(timer_entry* e) noexcept {
   const std::size_t i = e->heap_index;
-  timer_entry* last = entries_.back();
-  entries_.pop_back();
+  const slot last = slots_.back();
+  slots_.pop_back();
   e->heap_index = timer_entry::not_queued;
-  if (last == e) return;
+  if (last.entry == e) return;
   place(i, last);
   sift_up(i);
-  sift_down(last->heap_index);
+  sift_down(last.entry->heap_index);
 }
 
 void timer_heap::sift_up(std::size_t i) noexcept {
-  timer_entry* e = entries_[i];
+  const slot moving = slots_[i];
   while (i > 0) {
-    const std::size_t parent = (i - 1) / 2;
-    if (!earlier(e, entries_[parent])) break;
-    place(i, entries_[parent]);
+    const std::size_t parent = (i - 1) / arity;
+    if (!earlier(moving, slots_[parent])) break;
+    place(i, slots_[parent]);
     i = parent;
   }
-  place(i, e);
+  place(i, moving);
 }
 
 void timer_heap::sift_down(std::size_t i) noexcept {
-  timer_entry* e = entries_[i];
-  const std::size_t n = entries_.size();
+  const slot moving = slots_[i];
+  const std::size_t n = slots_.size();
   for (;;) {
-    std::size_t child = 2 * i + 1;
-    if (child >= n) break;
-    if (child + 1 < n && earlier(entries_[child + 1], entries_[child])) ++child;
-    if (!earlier(entries_[child], e)) break;
-    place(i, entries_[child]);
-    i = child;
+    const std::size_t first_child = arity * i + 1;
+    if (first_child >= n) break;
+    std::size_t best = first_child;
+    const std::size_t end = first_child + arity < n ? first_child + arity : n;
+    for (std::size_t c = first_child + 1; c < end; ++c) {
+      if (earlier(slots_[c], slots_[best])) best = c;
+    }
+    if (!earlier(slots_[best], moving)) break;
+    place(i, slots_[best]);
+    i = best;
   }
-  place(i, e);
+  place(i, moving);
 }
 
 }  // namespace spindle::detail

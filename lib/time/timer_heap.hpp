@@ -1,6 +1,6 @@
 // lib/time/timer_heap.hpp: pending timers, earliest first.
 //
-// A binary min-heap of intrusive entries, ordered by deadline and then by
+// A 4-ary min-heap of intrusive entries, ordered by deadline and then by
 // insertion order (two timers due at the same instant fire in the order they
 // were set). Not synchronised: the event loop guards it with its timer lock.
 // Each entry knows its index, so removal is O(log n) without a search.
@@ -37,24 +37,31 @@ struct timer_entry {
 class timer_heap {
  public:
   void push(timer_entry* e);
-  timer_entry* top() const noexcept { return entries_.empty() ? nullptr : entries_.front(); }
+  timer_entry* top() const noexcept { return slots_.empty() ? nullptr : slots_.front().entry; }
   timer_entry* pop() noexcept;
   void remove(timer_entry* e) noexcept;
-  std::size_t size() const noexcept { return entries_.size(); }
+  std::size_t size() const noexcept { return slots_.size(); }
 
  private:
-  static bool earlier(const timer_entry* a, const timer_entry* b) noexcept {
-    return a->deadline_ns != b->deadline_ns ? a->deadline_ns < b->deadline_ns
-                                            : a->sequence < b->sequence;
+  static constexpr std::size_t arity = 4;
+
+  struct slot {
+    std::int64_t deadline_ns;
+    std::uint64_t sequence;
+    timer_entry* entry;
+  };
+
+  static bool earlier(const slot& a, const slot& b) noexcept {
+    return a.deadline_ns != b.deadline_ns ? a.deadline_ns < b.deadline_ns : a.sequence < b.sequence;
   }
-  void place(std::size_t i, timer_entry* e) noexcept {
-    entries_[i] = e;
-    e->heap_index = i;
+  void place(std::size_t i, const slot& s) noexcept {
+    slots_[i] = s;
+    s.entry->heap_index = i;
   }
   void sift_up(std::size_t i) noexcept;
   void sift_down(std::size_t i) noexcept;
 
-  std::vector<timer_entry*> entries_;
+  std::vector<slot> slots_;
   std::uint64_t next_sequence_ = 0;
 };
 
