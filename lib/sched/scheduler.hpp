@@ -66,8 +66,6 @@ class scheduler {
   bool check_preempt() noexcept;
 
  private:
-  friend class monitor_access;
-
   void start_workers();
   void worker_loop(worker& w);
   fiber* find_runnable(worker& w);
