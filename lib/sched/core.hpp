@@ -12,6 +12,7 @@
 // lives in scheduler.cpp; this file only declares the data and who may touch it.
 #pragma once
 
+#include <sys/types.h>
 #include <time.h>
 #include <atomic>
 #include <boost/context/fiber.hpp>
@@ -117,6 +118,8 @@ struct worker {
   // them a processor (handoff.cpp).
   std::atomic<std::uint32_t> park_word{0};
   std::atomic<bool> hog_handed_off{false};  // set by the monitor before the CAS that took proc
+  std::atomic<bool> demoted{false};         // its OS priority was lowered as a hog
+  pid_t tid = 0;                            // the kernel's id of this thread
   clockid_t cpu_clock{};                    // this thread's CPU-time clock, for the monitor
   std::atomic<bool> cpu_clock_ready{false};
 };

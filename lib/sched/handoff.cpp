@@ -27,6 +27,9 @@
 // the same cores); blocked threads only count against max_threads, since a
 // thread asleep in the kernel uses no CPU.
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <system_error>
@@ -78,6 +81,7 @@ void scheduler::start_thread(worker& w) {
         start s = *static_cast<start*>(a);
         delete static_cast<start*>(a);
         pthread_getcpuclockid(pthread_self(), &s.w->cpu_clock);
+        s.w->tid = static_cast<pid_t>(syscall(SYS_gettid));
         s.w->cpu_clock_ready.store(true, std::memory_order_release);
         s.self->worker_loop(*s.w);
         return nullptr;
@@ -102,10 +106,30 @@ void scheduler::lose_processor(worker& w) noexcept {
   }
 }
 
+// demote: a hog that lost its processor keeps computing on its own thread;
+// it should not take the CPU from threads that run processors. Its nice
+// value goes to 10 (any thread may lower its own priority).
+static void demote(worker& w) noexcept {
+  if (w.tid != 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(w.tid), 10) == 0) {
+    w.demoted.store(true, std::memory_order_release);
+  }
+}
+
+// restore_priority: before a demoted thread runs a processor again. Raising
+// a priority needs CAP_SYS_NICE (or RLIMIT_NICE); without it the thread
+// retires instead (returns false).
+static bool restore_priority(worker& w) noexcept {
+  if (!w.demoted.load(std::memory_order_acquire)) return true;
+  if (setpriority(PRIO_PROCESS, 0, 0) != 0) return false;
+  w.demoted.store(false, std::memory_order_relaxed);
+  return true;
+}
+
 // become_spare: parks w until the monitor gives it a processor (true), or
 // until it has been idle for options::retire_after with enough threads
 // alive, in which case w is destroyed and the caller must return (false).
 bool scheduler::become_spare(worker& w) {
+  if (!restore_priority(w)) return retire(w);
   {
     std::lock_guard lock(workers_mutex_);
     w.park_word.store(0, std::memory_order_relaxed);
@@ -124,12 +148,19 @@ bool scheduler::become_spare(worker& w) {
     auto it = std::find(spares_.begin(), spares_.end(), &w);
     if (!enough || it == spares_.end()) continue;  // keep waiting (or a claimer will wake us)
     spares_.erase(it);
-    workers_.erase(std::find_if(workers_.begin(), workers_.end(),
-                                [&w](const auto& p) { return p.get() == &w; }));
-    threads_retired_.fetch_add(1, std::memory_order_relaxed);
-    threads_alive_.fetch_sub(1, std::memory_order_relaxed);
-    return false;  // w is destroyed: the thread returns without touching it
+    lock.unlock();
+    return retire(w);
   }
+}
+
+// retire: removes w (whose thread is about to exit); returns false for become_spare.
+bool scheduler::retire(worker& w) {
+  std::lock_guard lock(workers_mutex_);
+  workers_.erase(std::find_if(workers_.begin(), workers_.end(),
+                              [&w](const auto& p) { return p.get() == &w; }));
+  threads_retired_.fetch_add(1, std::memory_order_relaxed);
+  threads_alive_.fetch_sub(1, std::memory_order_relaxed);
+  return false;  // w is destroyed: the thread returns without touching it
 }
 
 worker* scheduler::take_spare() noexcept {
@@ -213,7 +244,10 @@ bool scheduler::hand_off(processor& p, std::uint64_t observed, bool hog) {
   p.owner.store(spare, std::memory_order_relaxed);
   p.preempt_requested.store(0, std::memory_order_relaxed);
   p.blocking_section.store(0, std::memory_order_relaxed);
-  if (hog) hogs_running_.fetch_add(1, std::memory_order_relaxed);
+  if (hog) {
+    hogs_running_.fetch_add(1, std::memory_order_relaxed);
+    demote(*stuck);
+  }
   handoffs_.fetch_add(1, std::memory_order_relaxed);
   (hog ? hog_handoffs_ : blocked_handoffs_).fetch_add(1, std::memory_order_relaxed);
   spare->park_word.store(spare_woken, std::memory_order_release);

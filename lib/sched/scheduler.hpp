@@ -109,6 +109,7 @@ class scheduler {
   worker* add_worker(processor* p);
   void start_thread(worker& w);
   bool become_spare(worker& w);
+  bool retire(worker& w);
   void lose_processor(worker& w) noexcept;
   bool hand_off(processor& p, std::uint64_t observed, bool hog);
   worker* take_spare() noexcept;
