@@ -24,8 +24,10 @@
 //   switches out, and only then is it queued (globally) like any other.
 //
 // Hogs get at most 2 * procs extra threads at once (more would only share
-// the same cores); blocked threads only count against max_threads, since a
-// thread asleep in the kernel uses no CPU.
+// the same cores), and those threads run at nice 10 until they come back, so
+// the threads running processors (and the fibers behind the hog) win the
+// CPUs; blocked threads only count against max_threads, since a thread
+// asleep in the kernel uses no CPU.
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
