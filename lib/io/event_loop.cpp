@@ -37,6 +37,7 @@
 // for the loop, so it never keeps a finished program alive.
 #include "io/event_loop.hpp"
 
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -105,6 +106,7 @@ event_loop::event_loop()
 }
 
 void event_loop::run() {
+  pthread_setname_np(pthread_self(), "spindle-loop");
   is_loop_thread = true;
   prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: timers fire close to their deadline
   scheduler::set_ready_batch(&ready_batch_);

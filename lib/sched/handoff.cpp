@@ -82,6 +82,7 @@ void scheduler::start_thread(worker& w) {
       [](void* a) -> void* {
         start s = *static_cast<start*>(a);
         delete static_cast<start*>(a);
+        pthread_setname_np(pthread_self(), "spindle-worker");
         pthread_getcpuclockid(pthread_self(), &s.w->cpu_clock);
         s.w->tid = static_cast<pid_t>(syscall(SYS_gettid));
         s.w->cpu_clock_ready.store(true, std::memory_order_release);

@@ -40,8 +40,12 @@
 #include <chrono>
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <set>
 #include <vector>
 
@@ -84,6 +88,24 @@ std::int64_t thread_cpu_ns(const worker* w) noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+// waiting_for_cpu: whether the kernel has w's thread runnable ('R' in
+// /proc/self/task/TID/stat) rather than asleep. Read only when a handoff is
+// about to be decided (it costs tens of microseconds).
+bool waiting_for_cpu(const worker* w) noexcept {
+  if (w == nullptr || w->tid == 0) return false;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(w->tid));
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char text[512];
+  const ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return false;
+  text[n] = '\0';
+  const char* end_of_name = std::strrchr(text, ')');  // the state follows "(comm) "
+  return end_of_name != nullptr && end_of_name[1] == ' ' && end_of_name[2] == 'R';
+}
+
 // wait_for_tick: sleeps up to `timeout_ns`, or until poked.
 void wait_for_tick(std::atomic<std::uint32_t>& word, std::int64_t timeout_ns) noexcept {
   const timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
@@ -110,6 +132,7 @@ void scheduler::wake_monitor() noexcept {
 }
 
 void scheduler::monitor_loop() {
+  pthread_setname_np(pthread_self(), "spindle-monitor");
   prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: keep short ticks short
   microseconds interval = options_.balance_interval;
   int quiet_ticks = 0;
@@ -189,8 +212,13 @@ bool scheduler::retake_stuck_processors(std::int64_t now, std::int64_t& next_che
       continue;
     }
     const std::int64_t cpu = thread_cpu_ns(owner);
-    const bool hog = !hinted && cpu >= 0 && sw.cpu_start_ns >= 0 && stalled > 0 &&
-                     5 * (cpu - sw.cpu_start_ns) >= stalled;  // over a fifth of a CPU
+    // A thread that used little CPU is blocked only if the kernel has it
+    // asleep; one that is runnable but waiting for a CPU (a crowded machine)
+    // counts as a hog: another thread would only crowd the CPUs further.
+    const bool hog =
+        !hinted && ((cpu >= 0 && sw.cpu_start_ns >= 0 && stalled > 0 &&
+                     5 * (cpu - sw.cpu_start_ns) >= stalled) ||  // over a fifth of a CPU
+                    waiting_for_cpu(owner));
     if (hog) {
       if (stalled < hog_ns) {
         next_check_ns = std::min(next_check_ns, sw.since_ns + hog_ns);
