@@ -58,7 +58,7 @@ struct options {
 
   // hog_threshold: the same for a fiber computing without a switch; it is
   // also asked to yield (this_fiber::check_preempt). Environment: SPINDLE_HOG_US.
-  std::chrono::microseconds hog_threshold{10000};
+  std::chrono::microseconds hog_threshold{5000};
 
   // max_threads: the most worker threads the runtime will run at once,
   // spares and threads stuck in system calls included. Reaching it prints
