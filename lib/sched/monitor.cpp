@@ -312,7 +312,8 @@ void scheduler::safety_net() noexcept {
       work_waiting = work_waiting || !p->inbox.empty() || p->ring.size() != 0;
     }
   }
-  const bool stuck = everyone_asleep && work_waiting;
+  const bool stuck =
+      everyone_asleep && work_waiting && pushes_in_flight_.load(std::memory_order_acquire) == 0;
   if (stuck && stuck_last_scan) {
     safety_net_wakes_.fetch_add(1, std::memory_order_relaxed);
     if (processor* p = claim_idle()) wake_processor(*p, wake_inbox);

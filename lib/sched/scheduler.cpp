@@ -265,13 +265,19 @@ __attribute__((noinline)) void scheduler::overflow_to_global(processor& p, fiber
   push_global_all(batch.items, batch.size);
 }
 
+// push_global, push_global_all: steps S1-S3 of the wake protocol. While a
+// push has not made its wake decision yet it counts in pushes_in_flight_, so
+// the safety net does not mistake a pusher delayed by the OS (between S1
+// and S3) for a lost wake-up.
 void scheduler::push_global(fiber* f) noexcept {
+  pushes_in_flight_.fetch_add(1, std::memory_order_relaxed);
   global_.push(f);
   after_global_push();
 }
 
 void scheduler::push_global_all(fiber* const* fibers, std::size_t n) noexcept {
   if (n == 0) return;
+  pushes_in_flight_.fetch_add(1, std::memory_order_relaxed);
   global_.push_all(fibers, n);
   after_global_push();
 }
@@ -282,6 +288,7 @@ void scheduler::push_global_all(fiber* const* fibers, std::size_t n) noexcept {
 void scheduler::after_global_push() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (nsearching_.load(std::memory_order_relaxed) == 0) wakep();
+  pushes_in_flight_.fetch_sub(1, std::memory_order_release);
   if (nidle_.load(std::memory_order_relaxed) == 0 &&
       stall_suspected_.load(std::memory_order_relaxed)) {
     poke_monitor();

@@ -127,6 +127,7 @@ class scheduler {
   std::uint32_t next_worker_id_ = 0;              // guarded by workers_mutex_
   std::atomic<int> hogs_running_{0};              // workers that lost their processor as hogs
   std::atomic<bool> stall_suspected_{false};      // some processor looked stuck at the last tick
+  std::atomic<int> pushes_in_flight_{0};          // global pushes before their wake decision
   bool thread_limit_reported_ = false;            // monitor only
   double thread_tokens_ = 0;                      // monitor only: the thread-creation rate limit
   std::int64_t tokens_refilled_ns_ = 0;           // monitor only
