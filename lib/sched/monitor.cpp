@@ -212,16 +212,17 @@ bool scheduler::retake_stuck_processors(std::int64_t now, std::int64_t& next_che
       continue;
     }
     const std::int64_t cpu = thread_cpu_ns(owner);
-    // A thread that used little CPU is blocked only if the kernel has it
-    // asleep; one that is runnable but waiting for a CPU (a crowded machine)
-    // counts as a hog: another thread would only crowd the CPUs further.
-    const bool hog =
-        !hinted && ((cpu >= 0 && sw.cpu_start_ns >= 0 && stalled > 0 &&
-                     5 * (cpu - sw.cpu_start_ns) >= stalled) ||  // over a fifth of a CPU
-                    waiting_for_cpu(owner));
+    const std::int64_t cpu_used = cpu >= 0 && sw.cpu_start_ns >= 0 ? cpu - sw.cpu_start_ns : 0;
+    // Blocked: asleep in the kernel, little CPU used. A thread that used
+    // little CPU but is runnable, waiting for a CPU (a crowded machine),
+    // is not blocked: another thread would only crowd the CPUs further. A hog
+    // is handed off once it has *used* hog_threshold of CPU time since its
+    // last switch, so a short computation slowed down by a crowded machine
+    // never counts.
+    const bool hog = !hinted && (5 * cpu_used >= stalled || waiting_for_cpu(owner));
     if (hog) {
-      if (stalled < hog_ns) {
-        next_check_ns = std::min(next_check_ns, sw.since_ns + hog_ns);
+      if (cpu_used < hog_ns) {
+        next_check_ns = std::min(next_check_ns, now + (hog_ns - cpu_used));
         continue;
       }
       p.preempt_requested.store(1, std::memory_order_relaxed);
