@@ -68,11 +68,15 @@ class socket_base {
   // is_initialized: whether the handle exists (and must be closed).
   bool is_initialized() const noexcept { return initialized_; }
 
+  // loop: the event loop the handle lives on; every libuv call for it is
+  // submitted there.
+  event_loop& loop() const noexcept { return *loop_; }
+
   // name: the address shown in error messages.
   const std::string& name() const noexcept { return name_; }
 
  protected:
-  explicit socket_base(uv_handle_t* handle) noexcept : handle_(handle) {}
+  socket_base(uv_handle_t* handle, event_loop& loop) noexcept : handle_(handle), loop_(&loop) {}
   virtual ~socket_base() = default;
 
   // mark_closed: step 1. Returns false if it was already closed.
@@ -95,6 +99,7 @@ class socket_base {
   static void on_close(uv_handle_t* h);
 
   uv_handle_t* handle_;
+  event_loop* loop_;
   bool initialized_ = false;  // written on the loop thread before publication
   std::atomic<int> fd_users_{0};
   // Loop thread only.
@@ -102,14 +107,5 @@ class socket_base {
   bool handle_closed_ = false;
   teardown_op* teardown_waiters_ = nullptr;
 };
-
-// scratch_buffer: the loop thread's buffer for libuv's alloc callbacks when
-// the data is copied out by the read callback (UDP).
-uv_buf_t scratch_buffer() noexcept;
-
-// ignore_sigpipe_on_loop: loop thread, before its first write: blocks
-// SIGPIPE there, so a uv_write to a reset connection fails with EPIPE instead
-// of killing the process (fibers send with MSG_NOSIGNAL). Idempotent.
-void ignore_sigpipe_on_loop() noexcept;
 
 }  // namespace spindle::detail

@@ -84,7 +84,8 @@ struct owned_request : loop_request {
 
 class tcp_conn final : public socket_base {
  public:
-  tcp_conn() noexcept : socket_base(reinterpret_cast<uv_handle_t*>(&handle_)) {}
+  explicit tcp_conn(event_loop& loop) noexcept
+      : socket_base(reinterpret_cast<uv_handle_t*>(&handle_), loop) {}
 
   uv_tcp_t* handle() noexcept { return &handle_; }
   const endpoint& remote() const noexcept { return remote_; }
@@ -186,7 +187,7 @@ class tcp_conn final : public socket_base {
  private:
   struct write_op : loop_op {
     write_op(tcp_conn* c, const char* data, std::size_t size, time_point deadline) noexcept
-        : loop_op(start, deadline), conn(c) {
+        : loop_op(start, deadline, c->loop()), conn(c) {
       buffer = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(size));
       on_timeout = [](loop_op* self) noexcept {
         static_cast<write_op*>(self)->conn->close_on_loop();  // cancels the write
@@ -198,7 +199,6 @@ class tcp_conn final : public socket_base {
         op->finish(UV_ECANCELED);
         return;
       }
-      ignore_sigpipe_on_loop();
       op->request.data = op;
       const int rc = uv_write(
           &op->request, reinterpret_cast<uv_stream_t*>(&op->conn->handle_), &op->buffer, 1,
@@ -238,7 +238,7 @@ class tcp_conn final : public socket_base {
                         tail_ - head_ < capacity_ / 2 && !closed_.load(std::memory_order_relaxed);
     if (resume) resume_queued_ = true;
     lock.unlock();
-    if (resume) event_loop::get().submit(&resume_);
+    if (resume) loop().submit(&resume_);
     return n;
   }
 
@@ -363,7 +363,8 @@ void delete_conn_on_close(uv_handle_t* h) {
 
 class tcp_acceptor final : public socket_base {
  public:
-  tcp_acceptor() noexcept : socket_base(reinterpret_cast<uv_handle_t*>(&handle_)) {}
+  explicit tcp_acceptor(event_loop& loop) noexcept
+      : socket_base(reinterpret_cast<uv_handle_t*>(&handle_), loop) {}
 
   const endpoint& local() const noexcept { return local_; }
 
@@ -396,7 +397,7 @@ class tcp_acceptor final : public socket_base {
         const bool resume = paused_ && !resume_queued_;
         if (resume) resume_queued_ = true;
         lock.unlock();
-        if (resume) event_loop::get().submit(&resume_);
+        if (resume) loop().submit(&resume_);
         return c;
       }
       acceptor_node node;
@@ -443,7 +444,7 @@ class tcp_acceptor final : public socket_base {
   // accept_one: loop thread: takes the connection libuv holds, sets it up
   // and queues it for an acceptor.
   void accept_one(uv_stream_t* server) noexcept {
-    auto* conn = new tcp_conn;
+    auto* conn = new tcp_conn(event_loop::of(server->loop));
     int rc = uv_tcp_init(server->loop, conn->handle());
     if (rc != 0) {
       delete conn;
@@ -562,7 +563,7 @@ struct connect_op : loop_op {
 
   static void start(loop_request* r, uv_loop_t* loop) noexcept {
     auto* op = static_cast<connect_op*>(r);
-    op->conn = new tcp_conn;
+    op->conn = new tcp_conn(event_loop::of(loop));
     int rc = uv_tcp_init(loop, op->conn->handle());
     if (rc != 0) {
       delete std::exchange(op->conn, nullptr);
@@ -603,7 +604,7 @@ struct connect_op : loop_op {
 
 struct listen_op : loop_op {
   listen_op(tcp_acceptor* a, const endpoint& e, int b) noexcept
-      : loop_op(start), acceptor(a), at(e), backlog(b) {}
+      : loop_op(start, time_point::max(), a->loop()), acceptor(a), at(e), backlog(b) {}
   static void start(loop_request* r, uv_loop_t* loop) noexcept {
     auto* op = static_cast<listen_op*>(r);
     op->finish(op->acceptor->listen(loop, op->at, op->backlog));
@@ -757,7 +758,7 @@ void tcp_listener::close() noexcept {
 }
 
 tcp_listener listen_tcp(const endpoint& at, int backlog) {
-  auto* acceptor = new detail::tcp_acceptor;
+  auto* acceptor = new detail::tcp_acceptor(detail::event_loop::current());
   detail::listen_op op(acceptor, at, backlog);
   const int status = op.wait();
   if (status != 0) {

@@ -17,11 +17,11 @@
 //      page fault, an OS mutex) from a hog (computing; even on a crowded
 //      machine a spinning thread gets more than a fifth of a CPU). If fibers wait for the
 //      processor (its ring, runnext or inbox, or the global queue while no
-//      processor is idle), the processor is handed to a spare thread
-//      (handoff.cpp): at once when blocked, after options::hog_threshold
-//      when hogging (and only while fewer than 2 * procs hogs hold extra
-//      threads). A hog is also asked to yield (preempt_requested), which
-//      this_fiber::check_preempt() honours.
+//      processor is idle), or its event loop has something only a poll will
+//      do (a due timer, a submission, a ready descriptor), the processor is handed to a spare
+//      thread (handoff.cpp): at once when blocked, after options::hog_threshold when hogging (and
+//      only while fewer than 2 * procs hogs hold extra threads). A hog is also asked to yield
+//      (preempt_requested), which this_fiber::check_preempt() honours.
 //   2. balances: while some processor is idle and another has at least two
 //      fibers in its ring, it claims the idle one, moves half the loaded ring
 //      (oldest first, at most 128) into its inbox and wakes it; when none is
@@ -176,7 +176,8 @@ bool scheduler::work_waiting(processor& p) const noexcept {
   return p.ring.size() != 0 || p.runnext.load(std::memory_order_relaxed) != nullptr ||
          !p.inbox.empty() ||
          (!global_.empty() && nidle_.load(std::memory_order_relaxed) == 0 &&
-          nsearching_.load(std::memory_order_relaxed) == 0);
+          nsearching_.load(std::memory_order_relaxed) == 0) ||
+         p.loop->needs_service(steady_now_ns());
 }
 
 // retake_stuck_processors: step 1 of the design comment. Sets

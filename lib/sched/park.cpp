@@ -39,7 +39,7 @@ void fire_timed_park(timer_entry* e) noexcept {
 
 void arm_then_continue_after_switch(worker&, fiber*, void* arg) {
   auto* park = static_cast<timed_park*>(arg);
-  if (park->entry.deadline_ns != INT64_MAX) event_loop::get().add_timer(&park->entry);
+  if (park->entry.deadline_ns != INT64_MAX) event_loop::current().add_timer(&park->entry);
   park->then(park->then_arg);
 }
 
@@ -78,8 +78,7 @@ bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadli
   park_record.then = then;
   park_record.then_arg = arg;
   scheduler::get().park(arm_then_continue_after_switch, &park_record);
-  if (park_record.entry.deadline_ns != INT64_MAX)
-    event_loop::get().cancel_timer(&park_record.entry);
+  if (park_record.entry.deadline_ns != INT64_MAX) event_loop::cancel_timer(&park_record.entry);
   return !park_record.timed_out;
 }
 

@@ -2,7 +2,7 @@
 //
 // A 4-ary min-heap of intrusive entries, ordered by deadline and then by
 // insertion order (two timers due at the same instant fire in the order they
-// were set). Not synchronised: the event loop guards it with its timer lock.
+// were set). Not synchronised: each event loop guards its own heap with its timer lock.
 // Each entry knows its index, so removal is O(log n) without a search.
 #pragma once
 
@@ -13,14 +13,20 @@
 
 namespace spindle::detail {
 
+class event_loop;
+
 struct timer_entry {
   static constexpr std::size_t not_queued = static_cast<std::size_t>(-1);
 
   std::int64_t deadline_ns = 0;  // steady clock, nanoseconds
-  // fire: runs on the loop thread, outside the timer lock, once the deadline passed.
+  // fire: runs on the owner of the entry's loop, outside the timer lock,
+  // once the deadline passed.
   void (*fire)(timer_entry* self) noexcept = nullptr;
+  // home: the loop whose heap holds (or last held) the entry; written by
+  // add_timer, before the entry is published in the heap.
+  event_loop* home = nullptr;
 
-  // Guarded by the event loop's timer lock.
+  // Guarded by the home loop's timer lock.
   std::uint64_t sequence = 0;
   std::size_t heap_index = not_queued;
   bool cancelled = false;  // stop()ped: a periodic timer must not re-arm
@@ -29,7 +35,7 @@ struct timer_entry {
   bool frees_itself = false;
   timer_entry* next_expired = nullptr;
 
-  // firing: 1 while the loop thread runs fire(); cancel waits for 0 before the
+  // firing: 1 while the loop's owner runs fire(); cancel waits for 0 before the
   // entry's owner may destroy it.
   std::atomic<std::uint32_t> firing{0};
 };

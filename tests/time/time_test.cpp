@@ -56,7 +56,7 @@ TEST_CASE("sleep_for never returns early, from a fiber and from a thread") {
 }
 
 TEST_CASE("timers fire in deadline order, equal deadlines in the order they were set") {
-  auto& loop = spindle::detail::event_loop::get();
+  auto& loop = spindle::detail::event_loop::current();
   constexpr int count = 500;
   std::vector<recorded_timer> timers(count);
   std::vector<int> order;
@@ -89,8 +89,7 @@ TEST_CASE("timers fire in deadline order, equal deadlines in the order they were
 
 TEST_CASE("a new earlier timer preempts a later one while the loop sleeps") {
   spindle::timer far(60s);
-  spindle::detail::event_loop::get()
-      .handle_count();  // a loop round trip: the loop now sleeps on `far`
+  spindle::detail::event_loop::handle_count();  // a round trip: the loops now sleep on `far`
   std::promise<steady::time_point> fired;
   auto when = fired.get_future();
   const auto start = steady::now();
@@ -159,8 +158,8 @@ TEST_CASE("after delivers once") {
 }
 
 TEST_CASE("100,000 sleeping fibers share one timer handle") {
-  auto& loop = spindle::detail::event_loop::get();
-  const std::size_t handles_before = loop.handle_count();
+  using spindle::detail::event_loop;
+  const std::size_t handles_before = event_loop::handle_count();
   constexpr int count = spindle_test::many_fibers(100'000);
   std::atomic<int> asleep{0};
   std::promise<void> gate;
@@ -174,10 +173,10 @@ TEST_CASE("100,000 sleeping fibers share one timer handle") {
     }));
   }
   REQUIRE(ready_within(all_asleep));
-  const std::size_t handles_during = loop.handle_count();
+  const std::size_t handles_during = event_loop::handle_count();
   for (auto& s : sleepers) s.join();
   CHECK(handles_during == handles_before);
-  CHECK(loop.pending_timers() == 0);
+  CHECK(event_loop::pending_timers() == 0);
 }
 
 TEST_CASE("timed waits from many threads and fibers at once") {
