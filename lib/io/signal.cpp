@@ -1,10 +1,10 @@
 // lib/io/signal.cpp: signal_notifier on libuv signal handles.
 //
-// A signal_watch owns one uv_signal_t per signal, all on the loop thread.
+// A signal_watch owns one uv_signal_t per signal, all on its loop.
 // libuv's process-wide handler writes the signal to a pipe the loop reads,
-// and the uv_signal callback (loop thread, not signal context) try_sends the
+// and the uv_signal callback (on the loop, not signal context) try_sends the
 // number on the channel: never blocking the loop, dropping when it is full.
-// Stopping closes the handles on the loop thread and waits for their close
+// Stopping closes the handles on its loop and waits for their close
 // callbacks, so no callback can run after stop() returned.
 #include "spindle/signal.hpp"
 

@@ -8,7 +8,7 @@ namespace spindle::detail {
 
 // teardown_op: a close() waiting for the handle's close callback. Several
 // may wait at once (close() from two fibers, or close() after a deadline
-// started the close on the loop thread); the callback finishes them all.
+// started the close on its loop); the callback finishes them all.
 struct socket_base::teardown_op : loop_op {
   explicit teardown_op(socket_base* s) noexcept
       : loop_op(start, time_point::max(), s->loop()), socket(s) {}

@@ -1,7 +1,7 @@
 // lib/io/udp.cpp: UDP sockets (spindle/net.hpp).
 //
 // As TCP connections do (tcp.cpp), a udp_endpoint receives all the time:
-// libuv receives into the loop thread's scratch buffer, the receive callback
+// libuv receives into the loop's scratch buffer, the receive callback
 // copies each datagram into a queue (at most max_queued, then it stops
 // receiving until the receiver drains the queue: the kernel's buffer holds,
 // and eventually drops, the rest) and wakes the parked receiver. recv_from()
@@ -54,7 +54,7 @@ class udp_endpoint final : public socket_base {
 
   const endpoint& local() const noexcept { return local_; }
 
-  // bind: loop thread.
+  // bind: on the loop.
   int bind(uv_loop_t* loop, const endpoint& at) noexcept {
     int rc = uv_udp_init(loop, &handle_);
     if (rc != 0) return rc;
@@ -191,7 +191,7 @@ class udp_endpoint final : public socket_base {
     *out = event_loop::of(h->loop).scratch_buffer();
   }
 
-  // on_recv: loop thread: queues the datagram and wakes the receiver.
+  // on_recv: on the loop: queues the datagram and wakes the receiver.
   static void on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
                       unsigned) {
     if (nread == 0 && addr == nullptr) return;  // nothing more to read now

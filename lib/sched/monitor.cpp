@@ -31,8 +31,11 @@
 //      idle processor's inbox or ring) on two scans in a row while every
 //      processor sleeps mean a lost wake-up. It wakes a processor and counts
 //      it in safety_net_wakes, which tests assert stays zero.
-// When every processor is idle and the global queue is empty it deep-sleeps
-// on its futex; the first worker to wake up wakes it (wait_for_work).
+// When every processor is idle and the global queue is empty, and no worker
+// woke up since its last tick, it deep-sleeps on its futex; the first worker
+// to wake up wakes it (wait_for_work). Processors that sleep and wake often
+// (timers, I/O) keep it on its ordinary, backed-off ticks instead, so their
+// wake-ups do not each wake the monitor too.
 #include <sys/prctl.h>
 #include <time.h>
 
@@ -47,6 +50,7 @@
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "io/event_loop.hpp"
@@ -138,8 +142,14 @@ void scheduler::monitor_loop() {
   int quiet_ticks = 0;
   auto next_safety_net = std::chrono::steady_clock::now() + safety_net_period;
   std::int64_t next_stall_check_ns = INT64_MAX;
+  std::uint64_t wakes_seen = 0;
   for (;;) {
-    if (all_idle()) {
+    // Deep sleep only once the processors stayed asleep for a whole tick: a
+    // program that wakes every few hundred microseconds (timers, I/O) keeps
+    // the monitor on its backed-off ticks instead of poking it at every wake.
+    const std::uint64_t wakes = wakes_.load(std::memory_order_relaxed);
+    const bool quiet = wakes == std::exchange(wakes_seen, wakes);
+    if (quiet && all_idle()) {
       monitor_word_.store(0, std::memory_order_relaxed);
       monitor_asleep_.store(1, std::memory_order_seq_cst);
       std::atomic_thread_fence(std::memory_order_seq_cst);

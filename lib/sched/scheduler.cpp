@@ -106,6 +106,7 @@ namespace {
 constexpr std::uint32_t global_check_period = 61;
 constexpr std::int64_t slice_ns = 2'000'000;  // runnext chains share at most one slice
 constexpr std::uint32_t max_global_batch = 128;
+constexpr std::size_t offload_batch = 32;  // take_readied splits larger batches
 
 std::atomic<scheduler*> the_scheduler{nullptr};
 __attribute__((tls_model("initial-exec"))) thread_local std::vector<fiber*>* ready_batch = nullptr;
@@ -461,13 +462,16 @@ fiber* scheduler::poll_loop(processor& p) {
 }
 
 // take_readied: returns the first fiber of p.readied and queues the rest on
-// p; when another processor is idle and nobody is searching, the second half
-// goes to the global queue (one wake), as an offload would.
+// p. A large batch (more than offload_batch) is split when another processor
+// is idle and nobody is searching: the second half goes to the global queue
+// (one wake). A small one stays: waking a second worker for a few short
+// fibers costs more than running them here, and the balancer spreads a
+// backlog that persists.
 fiber* scheduler::take_readied(processor& p) noexcept {
   std::vector<fiber*>& readied = p.readied;
   if (readied.empty()) return nullptr;
   std::size_t keep = readied.size();
-  if (keep > 1 && nidle_.load(std::memory_order_relaxed) > 0 &&
+  if (keep > offload_batch && nidle_.load(std::memory_order_relaxed) > 0 &&
       nsearching_.load(std::memory_order_relaxed) == 0) {
     keep = (keep + 1) / 2;
     offloads_.fetch_add(readied.size() - keep, std::memory_order_relaxed);
