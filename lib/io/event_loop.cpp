@@ -29,23 +29,24 @@
 // same uv_async_send is how the scheduler wakes a worker sleeping in its
 // loop (scheduler::wake_processor).
 //
-// Timers. Each loop keeps its own heap (timer_heap.hpp) under its own lock:
-// a fiber's sleep goes on the heap of the processor it runs on, so
-// processors never contend for a timer lock, and the processor that armed a
-// timer fires it and runs the woken fiber. libuv polls one timerfd per loop
-// (absolute, nanoseconds, CLOCK_MONOTONIC like steady_clock) set to the
-// earliest deadline, so 100,000 sleeping fibers cost heap entries and one
-// libuv handle per processor. libuv's own timers count whole milliseconds
-// from a cached clock, which would make every sleep up to a millisecond
-// late; the timerfd is exact to the kernel's timer slack. Any thread adding a
-// new earliest timer re-arms the timerfd itself (under the lock, so two arms
+// Timers. Each loop keeps its own timer wheel (timer_wheel.hpp) under its
+// own lock: a fiber's sleep goes on the wheel of the processor it runs on,
+// so processors never contend for a timer lock, and the processor that armed
+// a timer fires it and runs the woken fiber. libuv polls one timerfd per
+// loop (absolute, nanoseconds, CLOCK_MONOTONIC like steady_clock) set to the
+// earliest wake, so 100,000 sleeping fibers cost wheel entries and one libuv
+// handle per processor. libuv's own timers count whole milliseconds from a
+// cached clock, which would make every sleep up to a millisecond late; the
+// timerfd is exact to the kernel's timer slack. Any thread adding a new
+// earliest timer re-arms the timerfd itself (under the lock, so two arms
 // cannot cross), which also wakes the owner if it sleeps in the loop on a
 // later deadline: a new short sleep preempts a long one. Deadlines are
-// rounded up to options::timer_slack (200 us) so timers due in the same slot
-// fire together; no timer fires before its deadline. Expired entries are
-// popped under the lock and fired outside it (firing = 1 meanwhile, so
-// cancel_timer can wait for a fire in progress). A busy worker fires due
-// timers at its periodic poll, so timers are not starved by a busy queue.
+// rounded up to options::timer_slack (200 us), the wheel's slot width, so
+// timers due in the same slot fire together, in deadline order; no timer
+// fires before its deadline. Expired entries are taken under the lock and
+// fired outside it (firing = 1 meanwhile, so cancel_timer can wait for a
+// fire in progress). A busy worker fires due timers at its periodic poll,
+// so timers are not starved by a busy queue.
 //
 // The monitor. A loop whose owner is stuck in a fiber (a raw blocking call)
 // is not polled; the monitor counts a due timer, a submission or a ready
@@ -90,7 +91,7 @@ std::int64_t steady_now_ns() noexcept {
 event_loop& event_loop::current() { return scheduler::get().current_loop(); }
 
 event_loop::event_loop(int index, std::int64_t timer_slack_ns)
-    : index_(index), slack_ns_(std::max<std::int64_t>(1, timer_slack_ns)) {
+    : index_(index), timers_(std::max<std::int64_t>(1, timer_slack_ns), steady_now_ns()) {
   check_uv(uv_loop_init(&loop_), "uv_loop_init", index_);
   loop_.data = this;
   check_uv(uv_async_init(&loop_, &async_, on_async), "uv_async_init", index_);
@@ -140,7 +141,7 @@ void event_loop::poll(bool block, std::vector<fiber*>& readied) {
   uv_run(&loop_, block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
   // A busy processor's periodic poll fires due timers even when the
   // timerfd's slot has not come yet.
-  if (next_deadline_.load(std::memory_order_relaxed) <= steady_now_ns()) fire_expired();
+  if (next_wake_.load(std::memory_order_relaxed) <= steady_now_ns()) fire_expired();
   scheduler::set_ready_batch(nullptr);
 }
 
@@ -148,12 +149,12 @@ bool event_loop::worth_polling(std::int64_t now) const noexcept {
   // Our own async handle is the one active, referenced handle of an idle loop.
   return loop_.active_handles > 1 || loop_.active_reqs.count != 0 ||
          submissions_waiting_.load(std::memory_order_relaxed) ||
-         next_deadline_.load(std::memory_order_relaxed) <= now;
+         next_wake_.load(std::memory_order_relaxed) <= now;
 }
 
 bool event_loop::needs_service(std::int64_t now) const noexcept {
   if (submissions_waiting_.load(std::memory_order_relaxed) ||
-      next_deadline_.load(std::memory_order_relaxed) <= now) {
+      next_wake_.load(std::memory_order_relaxed) <= now) {
     return true;
   }
   pollfd backend{uv_backend_fd(&loop_), POLLIN, 0};
@@ -176,9 +177,11 @@ bool event_loop::rearm_timer(timer_entry* e, std::int64_t deadline_ns) noexcept 
 
 bool event_loop::rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept {
   e->deadline_ns = deadline_ns;
-  timers_.push(e);
-  if (timers_.top() == e) next_deadline_.store(deadline_ns, std::memory_order_relaxed);
-  if (wake_time(deadline_ns) < armed_deadline_) arm_timer_fd_locked(wake_time(deadline_ns));
+  const std::int64_t wake = timers_.push(e);
+  if (wake < next_wake_.load(std::memory_order_relaxed)) {
+    next_wake_.store(wake, std::memory_order_relaxed);
+  }
+  if (wake < armed_deadline_) arm_timer_fd_locked(wake);
   return true;
 }
 
@@ -202,9 +205,7 @@ bool event_loop::cancel_timer(timer_entry* e) noexcept {
     std::lock_guard lock(home.timer_lock_);
     e->cancelled = true;
     if (e->heap_index != timer_entry::not_queued) {
-      home.timers_.remove(e);
-      const timer_entry* next = home.timers_.top();
-      home.next_deadline_.store(next ? next->deadline_ns : INT64_MAX, std::memory_order_relaxed);
+      home.timers_.remove(e);  // next_wake_ may now be early: a wasted wake at worst
       return true;
     }
   }
@@ -261,28 +262,17 @@ std::size_t event_loop::count_handles() noexcept {
 
 void event_loop::fire_expired() {
   for (;;) {
-    timer_entry* expired = nullptr;
-    timer_entry** tail = &expired;
+    expired_.clear();
     {
       std::lock_guard lock(timer_lock_);
-      const std::int64_t now = steady_now_ns();
-      while (timer_entry* e = timers_.top()) {
-        if (e->deadline_ns > now) break;
-        timers_.pop();
-        e->firing.store(1, std::memory_order_relaxed);
-        e->next_expired = nullptr;
-        *tail = e;
-        tail = &e->next_expired;
-      }
-      const timer_entry* next = timers_.top();
-      next_deadline_.store(next ? next->deadline_ns : INT64_MAX, std::memory_order_relaxed);
-      const std::int64_t wake = next ? wake_time(next->deadline_ns) : INT64_MAX;
+      timers_.take_due(steady_now_ns(), expired_);
+      for (timer_entry* e : expired_) e->firing.store(1, std::memory_order_relaxed);
+      const std::int64_t wake = timers_.next_wake();
+      next_wake_.store(wake, std::memory_order_relaxed);
       if (wake != armed_deadline_) arm_timer_fd_locked(wake);
     }
-    if (expired == nullptr) return;
-    while (expired != nullptr) {
-      timer_entry* e = expired;
-      expired = e->next_expired;
+    if (expired_.empty()) return;
+    for (timer_entry* e : expired_) {
       if (e->frees_itself) {
         e->fire(e);
         continue;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "sched/spinlock.hpp"
-#include "time/timer_heap.hpp"
+#include "time/timer_wheel.hpp"
 
 namespace spindle::detail {
 
@@ -81,20 +81,15 @@ class event_loop {
   void fire_expired();
   void arm_timer_fd_locked(std::int64_t deadline_ns) noexcept;
   bool rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept;
-  // wake_time: when the loop wakes for a deadline: rounded up to the slack.
-  std::int64_t wake_time(std::int64_t deadline_ns) const noexcept {
-    return (deadline_ns + slack_ns_ - 1) / slack_ns_ * slack_ns_;
-  }
   std::size_t count_handles() noexcept;
 
   static void on_async(uv_async_t* handle);
   static void on_timer_fd(uv_poll_t* handle, int status, int events);
 
-  uv_loop_t loop_;               // the owner only, after construction
-  uv_async_t async_;             // the one cross-thread entry point
-  const int index_;              // the processor's index, for error messages
-  const std::int64_t slack_ns_;  // options::timer_slack, at least 1
-  int timer_fd_ = -1;            // a timerfd armed for the earliest entry of timers_
+  uv_loop_t loop_;     // the owner only, after construction
+  uv_async_t async_;   // the one cross-thread entry point
+  const int index_;    // the processor's index, for error messages
+  int timer_fd_ = -1;  // a timerfd armed for the earliest entry of timers_
   uv_poll_t timer_poll_;
   char scratch_[64 * 1024];
 
@@ -104,9 +99,10 @@ class event_loop {
   std::atomic<bool> submissions_waiting_{false};
 
   spinlock timer_lock_;
-  timer_heap timers_;                        // guarded by timer_lock_
+  timer_wheel timers_;                       // guarded by timer_lock_
   std::int64_t armed_deadline_ = INT64_MAX;  // guarded by timer_lock_: what timer_fd_ is set to
-  std::atomic<std::int64_t> next_deadline_{INT64_MAX};  // timers_' earliest, written under the lock
+  std::atomic<std::int64_t> next_wake_{INT64_MAX};  // timers_.next_wake(), written under the lock
+  std::vector<timer_entry*> expired_;               // the owner only: fire_expired's batch
 };
 
 // steady_now_ns: the steady clock in nanoseconds.
