@@ -3,13 +3,24 @@
 // Every park goes through park_then. From a fiber, the deadline's timer is
 // armed only once the fiber has switched out (in the after_switch action):
 // a timer that fired earlier could otherwise ready a fiber whose context is
-// not saved yet. The order inside the action matters too: the timer goes in
-// first, then `then` runs (releasing the primitive's lock, or submitting an
-// I/O request); after that a waker may resume the fiber, which then cancels
-// the timer, so the timer must already be armed by then.
+// not saved yet. Inside the action:
+//   1. `then` runs first (releasing the primitive's lock, or submitting an
+//      I/O request). Nothing may resume the fiber before it returns: a timer
+//      armed earlier could fire meanwhile and resume the fiber on another
+//      worker while this one is still about to call `then`, which would read
+//      the park record from a dead frame and release a lock the fiber has
+//      moved past (tests/sched/park_test.cpp; found by tests/fuzz).
+//   2. The timer is armed. A waker may already have resumed the fiber (it
+//      can claim it once `then` released the lock), so the record must stay
+//      alive: the fiber waits in park_then while `arming` is set.
+//   3. `arming` is cleared (release), the action's last touch of the record;
+//      the fiber then cancels the timer and returns.
 #include "sched/park.hpp"
 
+#include <sched.h>
 #include <time.h>
+
+#include <atomic>
 
 #include "io/event_loop.hpp"
 #include "os/futex.hpp"
@@ -27,6 +38,7 @@ struct timed_park {
   void (*then)(void*);
   void* then_arg;
   bool timed_out = false;
+  std::atomic<bool> arming{true};  // the after_switch action still uses this record
 };
 
 void fire_timed_park(timer_entry* e) noexcept {
@@ -37,10 +49,24 @@ void fire_timed_park(timer_entry* e) noexcept {
   }
 }
 
-void arm_then_continue_after_switch(worker&, fiber*, void* arg) {
+void then_arm_after_switch(worker&, fiber*, void* arg) {
   auto* park = static_cast<timed_park*>(arg);
-  if (park->entry.deadline_ns != INT64_MAX) event_loop::current().add_timer(&park->entry);
   park->then(park->then_arg);
+  if (park->entry.deadline_ns != INT64_MAX) event_loop::current().add_timer(&park->entry);
+  park->arming.store(false, std::memory_order_release);
+}
+
+// wait_until_armed: a fiber resumed by a waker right after `then` waits for
+// its old worker to finish step 2 (a few instructions, unless the OS
+// preempted that worker).
+void wait_until_armed(const timed_park& park) noexcept {
+  for (int spins = 0; park.arming.load(std::memory_order_acquire); ++spins) {
+    if (spins < 64) {
+      cpu_relax();
+    } else {
+      sched_yield();
+    }
+  }
 }
 
 void unlock_word(void* lock_word) {
@@ -77,7 +103,8 @@ bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadli
   park_record.parked = this;
   park_record.then = then;
   park_record.then_arg = arg;
-  scheduler::get().park(arm_then_continue_after_switch, &park_record);
+  scheduler::get().park(then_arm_after_switch, &park_record);
+  wait_until_armed(park_record);
   if (park_record.entry.deadline_ns != INT64_MAX) event_loop::cancel_timer(&park_record.entry);
   return !park_record.timed_out;
 }
