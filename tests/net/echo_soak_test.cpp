@@ -18,8 +18,9 @@
 // server's fibers.) At the end, once
 // the clients closed everything: the server's connections and fibers are
 // back to zero, the process holds the descriptors it held before, and its
-// resident memory grew by less than a bound (stated below) over what it was
-// once the load was established.
+// resident memory grew by less than 32 MiB over what it was once the load
+// was established (not checked under ASan or TSan, whose quarantine and
+// shadow memory grow by design).
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -41,6 +42,18 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool memory_sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool memory_sanitized = true;
+#else
+constexpr bool memory_sanitized = false;
+#endif
+#else
+constexpr bool memory_sanitized = false;
+#endif
 
 namespace {
 
@@ -330,7 +343,9 @@ TEST_CASE("soak: an echo server under resets, half-open and slow clients leaks n
     CHECK(wait_until([&] { return server.open_connections() == 0; }, 30s));
     served = server.served();
   }
-  CHECK(wait_until([&] { return spindle::runtime_stats().fibers_alive == fibers_before; }, 30s));
+  // (<=: the baseline may still count a fiber whose join() returned but
+  // which had not quite exited.)
+  CHECK(wait_until([&] { return spindle::runtime_stats().fibers_alive <= fibers_before; }, 30s));
   const int fds_after = open_fd_count();
   const std::size_t rss_end = resident_bytes();
   std::printf(
@@ -346,5 +361,5 @@ TEST_CASE("soak: an echo server under resets, half-open and slow clients leaks n
   CHECK(tally.polite.load() > 0);
   CHECK(tally.slow.load() > 0);
   CHECK(fds_after == fds_before);
-  CHECK(rss_end < rss_warm + rss_growth_bound);
+  if (!memory_sanitized) CHECK(rss_end < rss_warm + rss_growth_bound);
 }

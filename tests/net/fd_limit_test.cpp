@@ -277,6 +277,6 @@ TEST_CASE("an echo server out of descriptors keeps serving its connections and a
     CHECK(server.other_errors() == 0);
     for (auto& s : established) CHECK(echoes(s, "after"));
   }
-  CHECK(wait_until([&] { return spindle::runtime_stats().fibers_alive == fibers_before; }));
+  CHECK(wait_until([&] { return spindle::runtime_stats().fibers_alive <= fibers_before; }));
   CHECK(open_fds().count == fds_before);
 }
