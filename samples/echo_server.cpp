@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <spindle/spindle.hpp>
+#include <system_error>
 
 using namespace std::chrono_literals;
 
@@ -28,9 +29,11 @@ void serve(spindle::tcp_listener& listener) {
   for (;;) {
     try {
       spindle::go(echo, listener.accept());
-    } catch (const spindle::net_error& e) {
+    } catch (const std::system_error& e) {  // net_error from accept, resource_error from go
       if (!listener.is_open()) return;
-      // Out of descriptors or memory: back off a little and keep serving.
+      // Out of descriptors ("accept ...: Too many open files") or of memory
+      // for a fiber stack: this connection is dropped; back off a little and
+      // keep serving the others, as Go's http.Server does.
       std::fprintf(stderr, "echo_server: %s\n", e.what());
       spindle::sleep_for(5ms);
     }

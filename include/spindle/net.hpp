@@ -214,7 +214,12 @@ class tcp_listener {
 
   // accept: the next incoming connection. Parks the fiber (blocks a thread)
   // until one arrives. Throws net_error once the listener is closed (also
-  // when closed while waiting), timeout_error.
+  // when closed while waiting), timeout_error. When the process is out of
+  // descriptors, throws net_error (std::errc::too_many_files_open, "accept
+  // 127.0.0.1:7007: Too many open files"), as Go's Accept returns it: the
+  // listener retries by itself after 5 ms, doubling up to 1 s, while pending
+  // connections wait in the kernel's backlog; catch it, log it and accept
+  // again (samples/echo_server.cpp).
   tcp_stream accept(io_deadline deadline = {});
   // local_address: the bound address, with the port the system chose for port 0.
   endpoint local_address() const;

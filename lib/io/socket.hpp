@@ -3,7 +3,8 @@
 // by fibers for the fast paths, and the closing protocol.
 //
 // Vocabulary
-//   handle     the uv_tcp_t/uv_udp_t; touched by loop-thread code only.
+//   handle     the uv_tcp_t/uv_udp_t (a listener's: the uv_poll_t watching
+//              its socket); touched only on its loop.
 //   fd         the handle's descriptor, read once on its loop when the
 //              socket is set up. Fibers call send()/sendto()/shutdown()/
 //              setsockopt() on it directly (no loop round trip); those calls

@@ -33,12 +33,25 @@
 // on the queued part cannot withdraw it; the write_op's timeout closes the
 // stream (uv_close cancels the write, whose callback then finishes the op).
 //
-// Accepting. The listener accepts every connection as it arrives (setting
-// it up and starting its reads on its loop) into a queue of up to 128,
-// and wakes one parked acceptor. When the queue is full it leaves the next
-// connection to libuv, which then stops watching the listening socket: the
-// kernel's backlog holds the rest until an acceptor takes one and resumes
-// accepting (resume_, one loop_request).
+// Accepting. The listening socket is ours (socket, bind, listen), watched by
+// a uv_poll_t. When it is readable the loop accepts every pending
+// connection (accept4), sets each up as a uv_tcp_t and starts its reads,
+// into a queue of up to 128, and wakes one parked acceptor. When the queue
+// is full it stops watching: the kernel's backlog holds the rest until an
+// acceptor takes one and resumes accepting (resume_, one loop_request).
+// When accept4 fails for want of a resource (EMFILE: out of descriptors;
+// ENFILE, ENOBUFS, ENOMEM) the listener stops watching for a back-off of
+// 5 ms, doubling up to 1 s, and hands the error to one accept() call, as
+// Go's Accept returns it and http.Server retries with that back-off: the
+// pending connections wait in the backlog and are accepted once descriptors
+// are free again.
+//   Not uv_listen: on EMFILE libuv accepts and closes the pending
+// connections using a descriptor it keeps in reserve ("the EMFILE trick"),
+// and once that reserve is lost (another thread took the descriptor in
+// between, or RLIMIT_NOFILE was lowered below it) its accept loop calls the
+// connection callback with EMFILE forever: the loop spins and every
+// socket in the process stalls. Nor do clients learn anything useful from
+// a connection closed at once.
 //
 // Alternatives rejected: reading on demand (uv_read_start when a reader
 // parks, uv_read_stop when it has its bytes) costs two submissions per
@@ -49,6 +62,9 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -364,27 +380,35 @@ void delete_conn_on_close(uv_handle_t* h) {
 class tcp_acceptor final : public socket_base {
  public:
   explicit tcp_acceptor(event_loop& loop) noexcept
-      : socket_base(reinterpret_cast<uv_handle_t*>(&handle_), loop) {}
+      : socket_base(reinterpret_cast<uv_handle_t*>(&poll_), loop) {
+    retry_.fire = retry_accepting;
+    retry_.owner = this;
+  }
 
   const endpoint& local() const noexcept { return local_; }
 
-  // listen: on the loop.
+  // listen: on the loop: opens the listening socket and starts watching it.
+  // Returns a libuv status.
   int listen(uv_loop_t* loop, const endpoint& at, int backlog) noexcept {
-    int rc = uv_tcp_init(loop, &handle_);
-    if (rc != 0) return rc;
+    const int fd = open_listening_socket(at, backlog);
+    if (fd < 0) return fd;
+    const int rc = uv_poll_init_socket(loop, &poll_, fd);
+    if (rc != 0) {
+      ::close(fd);
+      return rc;
+    }
+    fd_ = fd;  // closed in on_handle_closed from here on
     initialized();
-    rc = uv_tcp_bind(&handle_, static_cast<const sockaddr*>(at.native()),
-                     at.is_v6() ? UV_TCP_IPV6ONLY : 0);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&handle_), backlog, on_connection);
-    if (rc != 0) return rc;
     sockaddr_in6 bound{};
-    int size = sizeof bound;
-    rc = uv_tcp_getsockname(&handle_, reinterpret_cast<sockaddr*>(&bound), &size);
-    if (rc != 0) return rc;
-    local_ = endpoint(&bound, static_cast<std::size_t>(size));
+    socklen_t size = sizeof bound;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &size) != 0) {
+      return uv_translate_sys_error(errno);
+    }
+    local_ = endpoint(&bound, size);
     name_ = local_.to_string();
-    return 0;
+    return uv_poll_start(&poll_, UV_READABLE, on_readable);
   }
+
   tcp_conn* accept(time_point deadline) {
     std::unique_lock lock(lock_);
     for (;;) {
@@ -399,6 +423,11 @@ class tcp_acceptor final : public socket_base {
         lock.unlock();
         if (resume) loop().submit(&resume_);
         return c;
+      }
+      if (accept_error_ != 0) {
+        const int error = std::exchange(accept_error_, 0);
+        lock.unlock();
+        throw_net_error("accept", name_, uv_translate_sys_error(error));
       }
       acceptor_node node;
       node.next = acceptors_;
@@ -423,35 +452,102 @@ class tcp_acceptor final : public socket_base {
     tcp_conn* conn;
     queued* next;
   };
+  struct retry_timer : timer_entry {
+    tcp_acceptor* owner = nullptr;
+  };
 
-  static tcp_acceptor* from(uv_stream_t* s) noexcept {
-    return static_cast<tcp_acceptor*>(static_cast<socket_base*>(s->data));
+  // open_listening_socket: a nonblocking socket bound to `at` and listening
+  // (SO_REUSEADDR; IPv6 only for an IPv6 address), or a libuv status.
+  static int open_listening_socket(const endpoint& at, int backlog) noexcept {
+    const int fd =
+        ::socket(at.is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return uv_translate_sys_error(errno);
+    const int on = 1;
+    int rc = ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (rc == 0 && at.is_v6()) rc = ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    if (rc == 0) {
+      rc = ::bind(fd, static_cast<const sockaddr*>(at.native()),
+                  static_cast<socklen_t>(at.native_size()));
+    }
+    if (rc == 0) rc = ::listen(fd, backlog);
+    if (rc != 0) {
+      const int error = errno;
+      ::close(fd);
+      return uv_translate_sys_error(error);
+    }
+    return fd;
   }
 
-  static void on_connection(uv_stream_t* server, int status) {
-    if (status != 0) return;  // e.g. EMFILE: libuv retries on the next readiness
-    tcp_acceptor* self = from(server);
-    {
-      std::lock_guard lock(self->lock_);
-      if (self->queued_count_ >= max_accept_queue) {
-        self->paused_ = true;  // libuv keeps the connection and stops watching
+  static void on_readable(uv_poll_t* h, int status, int) {
+    auto* self = static_cast<tcp_acceptor*>(static_cast<socket_base*>(h->data));
+    if (status < 0) {
+      self->back_off(-status);
+      return;
+    }
+    self->accept_pending();
+  }
+
+  // accept_pending: on the loop: accepts what the kernel holds until it
+  // holds no more, the queue is full or accept4 fails for want of a resource.
+  void accept_pending() noexcept {
+    for (;;) {
+      bool full;
+      {
+        std::lock_guard lock(lock_);
+        full = paused_ = queued_count_ >= max_accept_queue;
+      }
+      if (full) {  // the accept() that makes room submits resume_
+        uv_poll_stop(&poll_);
         return;
       }
+      const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        retry_delay_ms_ = 0;
+        queue_connection(fd);
+        continue;
+      }
+      const int error = errno;
+      if (error == EAGAIN || error == EWOULDBLOCK) return;
+      if (costs_one_connection(error)) continue;
+      back_off(error);  // EMFILE, ENFILE, ENOBUFS, ENOMEM, EPERM (a firewall)
+      return;
     }
-    self->accept_one(server);
   }
 
-  // accept_one: on the loop: takes the connection libuv holds, sets it up
-  // and queues it for an acceptor.
-  void accept_one(uv_stream_t* server) noexcept {
-    auto* conn = new tcp_conn(event_loop::of(server->loop));
-    int rc = uv_tcp_init(server->loop, conn->handle());
+  // costs_one_connection: accept4 errors that concern one pending connection
+  // only: Linux reports a connection's own network errors from accept4
+  // (accept(2) asks to retry on them as on EAGAIN).
+  static bool costs_one_connection(int error) noexcept {
+    switch (error) {
+      case EINTR:
+      case ECONNABORTED:
+      case EPROTO:
+      case ENOPROTOOPT:
+      case ENETDOWN:
+      case ENETUNREACH:
+      case EHOSTDOWN:
+      case EHOSTUNREACH:
+      case ENONET:
+      case EOPNOTSUPP:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // queue_connection: on the loop: sets up an accepted socket and queues it
+  // for an acceptor.
+  void queue_connection(int fd) noexcept {
+    auto* conn = new tcp_conn(loop());
+    int rc = uv_tcp_init(poll_.loop, conn->handle());
     if (rc != 0) {
+      ::close(fd);
       delete conn;
       return;
     }
     conn->initialized();
-    rc = uv_accept(server, reinterpret_cast<uv_stream_t*>(conn->handle()));
+    rc = uv_tcp_open(conn->handle(), fd);
+    if (rc != 0) ::close(fd);  // the handle did not take it
     if (rc == 0) rc = conn->set_up();
     if (rc != 0) {
       uv_close(reinterpret_cast<uv_handle_t*>(conn->handle()), delete_conn_on_close);
@@ -463,10 +559,34 @@ class tcp_acceptor final : public socket_base {
       *queue_tail_ = new queued{conn, nullptr};
       queue_tail_ = &(*queue_tail_)->next;
       ++queued_count_;
-      paused_ = false;
+      accept_error_ = 0;  // stale: accepting works again
       wake = claim_one_locked();
     }
     if (wake != nullptr) wake->wake();
+  }
+
+  // back_off: on the loop: accept4 failed with `error` (EMFILE...): stops
+  // watching for a while (5 ms, doubling up to 1 s, as Go's http.Server
+  // waits) and hands the error to one accept() call.
+  void back_off(int error) noexcept {
+    retry_delay_ms_ = retry_delay_ms_ == 0 ? 5 : std::min<std::int64_t>(2 * retry_delay_ms_, 1000);
+    uv_poll_stop(&poll_);
+    backing_off_ = true;
+    retry_.deadline_ns = steady_now_ns() + retry_delay_ms_ * 1'000'000;
+    loop().add_timer(&retry_);
+    waiter* wake = nullptr;
+    {
+      std::lock_guard lock(lock_);
+      accept_error_ = error;
+      wake = claim_one_locked();
+    }
+    if (wake != nullptr) wake->wake();
+  }
+
+  static void retry_accepting(timer_entry* e) noexcept {
+    tcp_acceptor* self = static_cast<retry_timer*>(e)->owner;
+    self->backing_off_ = false;
+    self->watch();
   }
 
   static void resume_accepting(loop_request* r, uv_loop_t*) noexcept {
@@ -474,9 +594,20 @@ class tcp_acceptor final : public socket_base {
     {
       std::lock_guard lock(self->lock_);
       self->resume_queued_ = false;
-      if (!self->paused_ || self->closed_.load(std::memory_order_relaxed)) return;
+      if (!self->paused_) return;
+      self->paused_ = false;
     }
-    self->accept_one(reinterpret_cast<uv_stream_t*>(&self->handle_));
+    self->watch();
+  }
+
+  // watch: on the loop: watches the socket again unless it is closed, the
+  // queue is full or a back-off runs.
+  void watch() noexcept {
+    {
+      std::lock_guard lock(lock_);
+      if (paused_ || closed_.load(std::memory_order_relaxed)) return;
+    }
+    if (!backing_off_) uv_poll_start(&poll_, UV_READABLE, on_readable);
   }
 
   tcp_conn* pop_locked() noexcept {
@@ -526,9 +657,12 @@ class tcp_acceptor final : public socket_base {
     }
   }
 
-  // on_handle_closed: the connections nobody accepted are closed too;
-  // never published, they need none of socket_base's closing protocol.
+  // on_handle_closed: the poll handle is gone: the socket is ours to close,
+  // and so are the connections nobody accepted (never published, they need
+  // none of socket_base's closing protocol).
   void on_handle_closed() noexcept override {
+    event_loop::cancel_timer(&retry_);
+    ::close(fd_);
     std::lock_guard lock(lock_);
     while (tcp_conn* c = pop_locked()) {
       uv_close(reinterpret_cast<uv_handle_t*>(c->handle()), delete_conn_on_close);
@@ -536,15 +670,21 @@ class tcp_acceptor final : public socket_base {
   }
 
  private:
-  uv_tcp_t handle_{};
+  uv_poll_t poll_{};  // watches the listening socket for connections
   endpoint local_;
+
+  // Loop thread only.
+  retry_timer retry_;                // ends a back-off
+  bool backing_off_ = false;         // retry_ is armed; the socket is not watched
+  std::int64_t retry_delay_ms_ = 0;  // the last back-off; 0 after a success
 
   // Guarded by lock_.
   acceptor_node* acceptors_ = nullptr;  // LIFO; fairness is not promised
   queued* queue_head_ = nullptr;
   queued** queue_tail_ = &queue_head_;
   std::size_t queued_count_ = 0;
-  bool paused_ = false;  // libuv holds a connection we did not take
+  int accept_error_ = 0;  // an errno for the next accept() that finds no connection
+  bool paused_ = false;   // the queue was full: not watching until accept() resumes
   bool resume_queued_ = false;
   owned_request<tcp_acceptor> resume_{this, resume_accepting};  // resumes accepting
 };

@@ -199,19 +199,29 @@ bool scheduler::may_create_thread() noexcept {
 }
 
 // new_spare: starts a thread that is a spare from birth, or returns nullptr
-// when the cap, the rate limit or the system says no.
+// when the cap, the rate limit or the system says no. A refusal by the
+// system (pthread_create's EAGAIN: RLIMIT_NPROC, threads-max, no memory for
+// the thread's stack) prints one line until a thread starts again: the
+// monitor retries at the rate limit, and each retry would print otherwise.
 worker* scheduler::new_spare() {
   if (!may_create_thread()) return nullptr;
   worker* w = add_worker(nullptr);
   try {
     start_thread(*w);
   } catch (const std::system_error& e) {
-    std::fprintf(stderr, "%s; stuck processors wait for a thread to come back\n", e.what());
+    if (!thread_refusal_reported_) {
+      thread_refusal_reported_ = true;
+      std::fprintf(stderr,
+                   "%s; stuck processors wait for a thread to come back (reported once until a "
+                   "thread starts again)\n",
+                   e.what());
+    }
     std::lock_guard lock(workers_mutex_);
     workers_.erase(std::find_if(workers_.begin(), workers_.end(),
                                 [w](const auto& p) { return p.get() == w; }));
     return nullptr;
   }
+  thread_refusal_reported_ = false;
   threads_created_.fetch_add(1, std::memory_order_relaxed);
   // The new thread parks itself as a spare; claim it straight back.
   for (;;) {

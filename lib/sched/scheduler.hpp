@@ -136,6 +136,7 @@ class scheduler {
   std::atomic<bool> stall_suspected_{false};      // some processor looked stuck at the last tick
   std::atomic<int> pushes_in_flight_{0};          // global pushes before their wake decision
   bool thread_limit_reported_ = false;            // monitor only
+  bool thread_refusal_reported_ = false;          // monitor only: pthread_create failed
   double thread_tokens_ = 0;                      // monitor only: the thread-creation rate limit
   std::int64_t tokens_refilled_ns_ = 0;           // monitor only
 
