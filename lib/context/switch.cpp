@@ -71,15 +71,16 @@ void enter_worker_thread(worker& w) noexcept {
   install_overflow_handler();
 }
 
-void prepare_fiber(fiber& f, char* record_top) {
+// prepare_fiber: builds f's initial context at the top of its stack (the
+// first write to the stack). The fiber will start in fiber_main(f).
+__attribute__((noinline)) void prepare_fiber(fiber& f) {
   namespace ctx = boost::context;
   ctx::stack_context whole;
   whole.size = f.stack.size;
   whole.sp = f.stack.top();
-  const std::size_t usable = static_cast<std::size_t>(record_top - f.stack.bottom);
   fiber* self = &f;
   f.context =
-      ctx::fiber(std::allocator_arg, ctx::preallocated(record_top, usable, whole),
+      ctx::fiber(std::allocator_arg, ctx::preallocated(f.stack.top(), f.stack.size, whole),
                  no_deallocation{}, [self](ctx::fiber&& scheduler) -> ctx::fiber {
                    after_jump(nullptr);
                    current_worker()->scheduler_context = std::move(scheduler);
@@ -96,6 +97,7 @@ void prepare_fiber(fiber& f, char* record_top) {
 }
 
 void run_fiber(worker& w, fiber& f) noexcept {
+  if (!f.context) prepare_fiber(f);  // never run: empty only before the first run
   before_jump(&w.asan_fake_stack, f.stack.bottom, f.stack.size, f.tsan_fiber);
   f.context = std::move(f.context).resume();
   after_jump(w.asan_fake_stack);

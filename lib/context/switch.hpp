@@ -9,6 +9,9 @@
 //   - A fiber may resume on a different worker thread than the one it left.
 //     Code around a switch must re-read anything thread-local after it:
 //     current_worker() is the (non-inlinable) way to do so.
+//   - A new fiber has no context yet (f.context is empty): run_fiber builds
+//     its initial frame at the top of its stack when it first runs it, so
+//     the stack's first page is touched by the worker, not by the spawner.
 //   - When run_fiber returns, the fiber has fully switched out: its context is
 //     saved in f.context (or it has exited, and f.context is empty), and the
 //     worker then performs w.after_switch. Nothing may make the fiber runnable
@@ -33,11 +36,8 @@ void set_current_worker(worker* w) noexcept;
 // enter_worker_thread: records the thread's stack for the sanitizers.
 void enter_worker_thread(worker& w) noexcept;
 
-// prepare_fiber: builds f's initial context on its stack, below the fiber
-// struct at `record_top`. The fiber will start in fiber_main(f).
-void prepare_fiber(fiber& f, char* record_top);
-
-// run_fiber: the scheduler side. Runs f on w until f switches out or exits.
+// run_fiber: the scheduler side. Runs f on w until f switches out or exits;
+// a fiber never run before starts in fiber_main(f).
 void run_fiber(worker& w, fiber& f) noexcept;
 
 // switch_to_scheduler: the fiber side. Saves f and returns to the scheduler of

@@ -190,15 +190,12 @@ void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site)
     t->release();
     throw;
   }
-  char* top = stack.top() - sizeof(fiber);
-  top -= reinterpret_cast<std::uintptr_t>(top) % alignof(fiber);
-  fiber* f = new (top) fiber{};
+  fiber* f = new (stack.record) fiber{};
   f->task = t;
   f->stack = stack;
   f->id = next_fiber_id_.fetch_add(1, std::memory_order_relaxed);
   f->spawn_site = site;
   task_access::start(*t, f->id, opts.name);
-  prepare_fiber(*f, top);
   ready(f, true);
 }
 
