@@ -1,12 +1,14 @@
-// lib/sched/park.cpp: waiter; see park.hpp.
+// lib/sched/park.cpp: waiter; the protocol is in park.hpp.
 //
-// Every park goes through park_then. From a fiber, the deadline's timer is
-// armed only once the fiber has switched out (in the after_switch action):
-// a timer that fired earlier could otherwise ready a fiber whose context is
-// not saved yet. The order inside the action matters too: the timer goes in
-// first, then `then` runs (releasing the primitive's lock, or submitting an
-// I/O request); after that a waker may resume the fiber, which then cancels
-// the timer, so the timer must already be armed by then.
+// A fiber's untimed wait_until (the common case: park(lock)) only settles
+// the state word after the switch (settle_after_switch). Every other fiber
+// park goes through block_fiber. Its after-switch step (finish_park, run by
+// the worker once the fiber's context is saved) does, in this order: arm the deadline's timer, run
+// the park_then step, then settle the state word (step P). The timer is armed only once the fiber
+// has switched out (a timer firing earlier is just an early wake, which the state word absorbs, but
+// the timer entry lives on the fiber's stack and is cancelled by the fiber when it resumes, so it
+// must be in the heap by then), and nothing of the record is touched after the settling exchange:
+// from then on a waker may resume the fiber, which returns and frees the record.
 #include "sched/park.hpp"
 
 #include <time.h>
@@ -19,6 +21,10 @@ namespace spindle::detail {
 namespace {
 
 using steady = std::chrono::steady_clock;
+
+// settle_spins: how many pauses (each some tens of ns) wake() waits for a
+// fiber that is switching out to finish (see park.hpp, step W).
+constexpr int settle_spins = 16;
 
 // timed_park: a parked fiber's deadline and after-park step, on its stack.
 struct timed_park {
@@ -37,33 +43,40 @@ void fire_timed_park(timer_entry* e) noexcept {
   }
 }
 
-void arm_then_continue_after_switch(worker&, fiber*, void* arg) {
-  auto* park = static_cast<timed_park*>(arg);
-  if (park->entry.deadline_ns != INT64_MAX) event_loop::get().add_timer(&park->entry);
-  park->then(park->then_arg);
-}
-
-void unlock_word(void* lock_word) {
-  spinlock_ref(*static_cast<std::atomic<std::uint32_t>*>(lock_word)).unlock();
-}
-
 std::int64_t to_ns(steady::time_point t) noexcept {
   if (t == steady::time_point::max()) return INT64_MAX;
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+bool passed(steady::time_point deadline) noexcept {
+  return deadline != steady::time_point::max() && deadline <= steady::now();
 }
 
 }  // namespace
 
 waiter::waiter() noexcept : fiber_(scheduler::running_fiber()) {}
 
-void waiter::park(spinlock_ref lock) noexcept { park_then(unlock_word, &lock.word()); }
+void waiter::park(spinlock_ref lock) noexcept {
+  lock.unlock();
+  wait_until(steady::time_point::max());
+}
 
 bool waiter::park_until(spinlock_ref lock, steady::time_point deadline) noexcept {
-  return park_then(unlock_word, &lock.word(), deadline);
+  lock.unlock();
+  return wait_until(deadline);
+}
+
+bool waiter::wait_until(steady::time_point deadline) noexcept {
+  if (passed(deadline) && try_claim()) return false;
+  if (fiber_ == nullptr) return block_thread_until(deadline);
+  if (state_.load(std::memory_order_acquire) == woken) return true;  // no need to switch out
+  if (deadline != steady::time_point::max()) return block_fiber(nullptr, nullptr, deadline);
+  scheduler::get().park(settle_after_switch, this);  // no record: nothing to arm or run
+  return true;
 }
 
 bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadline) noexcept {
-  if (deadline != steady::time_point::max() && deadline <= steady::now() && try_claim()) {
+  if (passed(deadline) && try_claim()) {
     then(arg);
     return false;
   }
@@ -71,13 +84,28 @@ bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadli
     then(arg);
     return block_thread_until(deadline);
   }
+  return block_fiber(then, arg, deadline);
+}
+
+void waiter::settle_after_switch(worker&, fiber* f, void* self) {
+  if (static_cast<waiter*>(self)->settle()) scheduler::get().ready(f, true);
+}
+
+void waiter::finish_park(worker&, fiber* f, void* record) {
+  auto* park = static_cast<timed_park*>(record);
+  if (park->entry.deadline_ns != INT64_MAX) event_loop::get().add_timer(&park->entry);
+  if (park->then != nullptr) park->then(park->then_arg);
+  if (park->parked->settle()) scheduler::get().ready(f, true);
+}
+
+bool waiter::block_fiber(void (*then)(void*), void* arg, steady::time_point deadline) noexcept {
   timed_park park_record;
   park_record.entry.deadline_ns = to_ns(deadline);
   park_record.entry.fire = fire_timed_park;
   park_record.parked = this;
   park_record.then = then;
   park_record.then_arg = arg;
-  scheduler::get().park(arm_then_continue_after_switch, &park_record);
+  scheduler::get().park(finish_park, &park_record);
   if (park_record.entry.deadline_ns != INT64_MAX)
     event_loop::get().cancel_timer(&park_record.entry);
   return !park_record.timed_out;
@@ -85,31 +113,37 @@ bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadli
 
 bool waiter::block_thread_until(steady::time_point deadline) noexcept {
   for (;;) {
-    if (woken_.load(std::memory_order_acquire) != 0) return true;
+    if (state_.load(std::memory_order_acquire) == woken) return true;
     if (deadline == steady::time_point::max()) {
-      futex_wait(woken_, 0);
+      futex_wait(state_, parking);
       continue;
     }
     const auto left = deadline - steady::now();
     if (left <= left.zero()) {
       if (try_claim()) return false;
-      while (woken_.load(std::memory_order_acquire) == 0) futex_wait(woken_, 0);
+      while (state_.load(std::memory_order_acquire) != woken) futex_wait(state_, parking);
       return true;
     }
     const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(left);
     const timespec relative{static_cast<time_t>(seconds.count()),
                             static_cast<long>(std::chrono::nanoseconds(left - seconds).count())};
-    futex_wait(woken_, 0, &relative);
+    futex_wait(state_, parking, &relative);
   }
 }
 
 void waiter::wake() noexcept {
   if (fiber* f = fiber_) {
-    scheduler::get().ready(f, true);
+    for (int spins = 0; spins < settle_spins && state_.load(std::memory_order_relaxed) == parking;
+         ++spins) {
+      cpu_relax();
+    }
+    if (state_.exchange(woken, std::memory_order_acq_rel) == parked) {
+      scheduler::get().ready(f, true);
+    }
     return;
   }
-  woken_.store(1, std::memory_order_release);
-  futex_wake(woken_, 1);
+  state_.store(woken, std::memory_order_release);
+  futex_wake(state_, 1);
 }
 
 }  // namespace spindle::detail
