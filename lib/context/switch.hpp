@@ -15,7 +15,8 @@
 //   - When run_fiber returns, the fiber has fully switched out: its context is
 //     saved in f.context (or it has exited, and f.context is empty), and the
 //     worker then performs w.after_switch. Nothing may make the fiber runnable
-//     elsewhere before that point; this is what makes "unlock after park" safe.
+//     elsewhere before that point; this is what lets a parked fiber's waiter
+//     settle who readies it (lib/sched/park.hpp) in the after_switch step.
 //   - Sanitizers: under ASan every switch is bracketed by
 //     __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber (a
 //     fiber's exit passes a null fake stack so ASan frees it); under TSan each

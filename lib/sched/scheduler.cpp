@@ -73,9 +73,10 @@
 // Parking a fiber
 //   A fiber parks by switching to its worker's scheduler context, which then
 //   runs the fiber's after_switch action (Go's mcall/park_m). Primitives
-//   register a waiter under their lock and release that lock in the action,
-//   after the fiber's context is saved, so a waker can never resume a fiber
-//   that has not finished switching out.
+//   register a waiter under their lock, release the lock and park; the
+//   waiter's state word, settled in the after_switch action, makes sure a
+//   waker never resumes a fiber that has not finished switching out
+//   (lib/sched/park.hpp).
 #include "sched/scheduler.hpp"
 
 #include <sys/prctl.h>
