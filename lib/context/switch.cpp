@@ -71,9 +71,11 @@ void enter_worker_thread(worker& w) noexcept {
   install_overflow_handler();
 }
 
-// prepare_fiber: builds f's initial context at the top of its stack (the
+namespace {
+
+// build_first_frame: builds f's initial context at the top of its stack (the
 // first write to the stack). The fiber will start in fiber_main(f).
-__attribute__((noinline)) void prepare_fiber(fiber& f) {
+__attribute__((noinline)) void build_first_frame(fiber& f) {
   namespace ctx = boost::context;
   ctx::stack_context whole;
   whole.size = f.stack.size;
@@ -91,13 +93,18 @@ __attribute__((noinline)) void prepare_fiber(fiber& f) {
                    before_jump(nullptr, w.thread_stack_bottom, w.thread_stack_size, w.tsan_fiber);
                    return std::move(w.scheduler_context);
                  });
+}
+
+}  // namespace
+
+void prepare_fiber([[maybe_unused]] fiber& f) noexcept {
 #if SPINDLE_TSAN
   f.tsan_fiber = __tsan_create_fiber(0);
 #endif
 }
 
 void run_fiber(worker& w, fiber& f) noexcept {
-  if (!f.context) prepare_fiber(f);  // never run: empty only before the first run
+  if (!f.context) build_first_frame(f);  // never run: empty only before the first run
   before_jump(&w.asan_fake_stack, f.stack.bottom, f.stack.size, f.tsan_fiber);
   f.context = std::move(f.context).resume();
   after_jump(w.asan_fake_stack);

@@ -37,6 +37,10 @@ void set_current_worker(worker* w) noexcept;
 // enter_worker_thread: records the thread's stack for the sanitizers.
 void enter_worker_thread(worker& w) noexcept;
 
+// prepare_fiber: registers a new fiber with the sanitizers (under TSan, its
+// TSan fiber), at spawn. Its first frame is built when it first runs.
+void prepare_fiber(fiber& f) noexcept;
+
 // run_fiber: the scheduler side. Runs f on w until f switches out or exits;
 // a fiber never run before starts in fiber_main(f).
 void run_fiber(worker& w, fiber& f) noexcept;

@@ -197,6 +197,7 @@ void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site)
   f->id = next_fiber_id_.fetch_add(1, std::memory_order_relaxed);
   f->spawn_site = site;
   task_access::start(*t, f->id, opts.name);
+  prepare_fiber(*f);
   ready(f, true);
 }
 
