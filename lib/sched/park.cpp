@@ -1,14 +1,16 @@
 // lib/sched/park.cpp: waiter; the protocol is in park.hpp.
 //
-// A fiber's untimed wait_until (the common case: park(lock)) only settles
-// the state word after the switch (settle_after_switch). Every other fiber
-// park goes through block_fiber. Its after-switch step (finish_park, run by
-// the worker once the fiber's context is saved) does, in this order: arm the deadline's timer, run
-// the park_then step, then settle the state word (step P). The timer is armed only once the fiber
-// has switched out (a timer firing earlier is just an early wake, which the state word absorbs, but
-// the timer entry lives on the fiber's stack and is cancelled by the fiber when it resumes, so it
-// must be in the heap by then), and nothing of the record is touched after the settling exchange:
-// from then on a waker may resume the fiber, which returns and frees the record.
+// A fiber's untimed wait_until (the common case: park(lock)) only settles the
+// state word after the switch (settle_after_switch). Every other fiber park
+// goes through block_fiber, whose after-switch step (finish_park, run by the
+// worker once the fiber's context is saved) does, in this order: arm the
+// deadline's timer, run the park_then step, settle the state word (step P).
+// The timer is armed only once the fiber has switched out: a timer firing
+// early would just be an early wake, which the state word absorbs, but the
+// entry lives on the fiber's stack and the resumed fiber cancels it, so it
+// must be in the heap by the time a waker can resume the fiber. Nothing of
+// the record is touched after the settling exchange: from then on a waker
+// may resume the fiber, which returns and frees the record.
 #include "sched/park.hpp"
 
 #include <time.h>
