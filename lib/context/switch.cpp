@@ -110,9 +110,12 @@ void run_fiber(worker& w, fiber& f) noexcept {
   after_jump(w.asan_fake_stack);
 }
 
-void switch_to_scheduler(fiber& f) noexcept {
-  check_unguarded_overflow(f, false);
+void switch_out(after_switch_fn action, void* arg) noexcept {
   worker* w = current_worker();
+  fiber& f = *w->current;
+  w->after_switch = action;
+  w->after_switch_arg = arg;
+  check_unguarded_overflow(f, false);
   before_jump(&f.asan_fake_stack, w->thread_stack_bottom, w->thread_stack_size, w->tsan_fiber);
   boost::context::fiber scheduler = std::move(w->scheduler_context).resume();
   after_jump(f.asan_fake_stack);

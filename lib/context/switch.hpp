@@ -2,7 +2,7 @@
 //
 // Contract:
 //   - A fiber runs only between run_fiber(w, f) (on w's scheduler context)
-//     and its next switch_to_scheduler(f) or its exit. Every switch goes
+//     and its next switch_out(action, arg) or its exit. Every switch goes
 //     fiber -> scheduler or scheduler -> fiber; never fiber -> fiber.
 //   - What is saved is what Boost.Context saves: the callee-saved registers,
 //     the stack pointer and the return address, on the suspended stack.
@@ -45,9 +45,15 @@ void prepare_fiber(fiber& f) noexcept;
 // a fiber never run before starts in fiber_main(f).
 void run_fiber(worker& w, fiber& f) noexcept;
 
-// switch_to_scheduler: the fiber side. Saves f and returns to the scheduler of
-// the current worker; returns when some worker runs f again.
-void switch_to_scheduler(fiber& f) noexcept;
+// switch_out: the fiber side (Go's mcall). Records what the worker must do
+// once the running fiber has switched out (worker::after_switch), saves the
+// fiber and returns to the current worker's scheduler; returns when some
+// worker runs the fiber again. It is called straight from the blocking
+// primitive (waiter::wait_until) rather than through scheduler::park: after
+// a switch the return-address predictor is wrong for every frame the fiber
+// unwinds, so each frame less between the primitive and the jump is a
+// mispredicted return less per wake.
+void switch_out(after_switch_fn action, void* arg) noexcept;
 
 // fiber_main: the body of every fiber; defined by the scheduler.
 void fiber_main(fiber& f) noexcept;

@@ -1,7 +1,8 @@
 // lib/sched/park.cpp: waiter; the protocol is in park.hpp.
 //
-// A fiber's untimed wait_until (the common case: park(lock)) only settles the
-// state word after the switch (settle_after_switch). Every other fiber park
+// A fiber's untimed wait_until (the common case: park(lock)), inline in
+// park.hpp, only settles the state word after the switch
+// (settle_after_switch). Every other fiber park
 // goes through block_fiber, whose after-switch step (finish_park, run by the
 // worker once the fiber's context is saved) does, in this order: arm the
 // deadline's timer, run the park_then step, settle the state word (step P).
@@ -58,23 +59,12 @@ bool passed(steady::time_point deadline) noexcept {
 
 waiter::waiter() noexcept : fiber_(scheduler::running_fiber()) {}
 
-void waiter::park(spinlock_ref lock) noexcept {
-  lock.unlock();
-  wait_until(steady::time_point::max());
-}
-
-bool waiter::park_until(spinlock_ref lock, steady::time_point deadline) noexcept {
-  lock.unlock();
-  return wait_until(deadline);
-}
-
-bool waiter::wait_until(steady::time_point deadline) noexcept {
+// wait_until_slow: a plain thread's wait, or a fiber's timed one.
+bool waiter::wait_until_slow(steady::time_point deadline) noexcept {
   if (passed(deadline) && try_claim()) return false;
   if (fiber_ == nullptr) return block_thread_until(deadline);
   if (state_.load(std::memory_order_acquire) == woken) return true;  // no need to switch out
-  if (deadline != steady::time_point::max()) return block_fiber(nullptr, nullptr, deadline);
-  scheduler::get().park(settle_after_switch, this);  // no record: nothing to arm or run
-  return true;
+  return block_fiber(nullptr, nullptr, deadline);
 }
 
 bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadline) noexcept {
@@ -107,7 +97,7 @@ bool waiter::block_fiber(void (*then)(void*), void* arg, steady::time_point dead
   park_record.parked = this;
   park_record.then = then;
   park_record.then_arg = arg;
-  scheduler::get().park(finish_park, &park_record);
+  switch_out(finish_park, &park_record);
   if (park_record.entry.deadline_ns != INT64_MAX)
     event_loop::get().cancel_timer(&park_record.entry);
   return !park_record.timed_out;

@@ -57,12 +57,10 @@
 #include <chrono>
 #include <cstdint>
 
+#include "context/switch.hpp"
 #include "sched/spinlock.hpp"
 
 namespace spindle::detail {
-
-struct fiber;
-struct worker;
 
 class waiter {
  public:
@@ -80,13 +78,26 @@ class waiter {
   }
   // park: releases `lock` (held on entry, not re-acquired) and blocks until
   // wake(). Blocks the fiber, or the plain thread.
-  void park(spinlock_ref lock) noexcept;
+  void park(spinlock_ref lock) noexcept {
+    lock.unlock();
+    wait_until(std::chrono::steady_clock::time_point::max());
+  }
   // park_until: as park, but gives up at `deadline` if nobody has claimed the
   // waiter by then. Returns true when woken, false on timeout.
-  bool park_until(spinlock_ref lock, std::chrono::steady_clock::time_point deadline) noexcept;
+  bool park_until(spinlock_ref lock, std::chrono::steady_clock::time_point deadline) noexcept {
+    lock.unlock();
+    return wait_until(deadline);
+  }
   // wait_until: as park_until for a caller that has already released every
-  // lock under which wakers could find this waiter.
-  bool wait_until(std::chrono::steady_clock::time_point deadline) noexcept;
+  // lock under which wakers could find this waiter. A fiber's untimed wait
+  // switches out right here, inline: see switch_out in switch.hpp.
+  bool wait_until(std::chrono::steady_clock::time_point deadline) noexcept {
+    if (fiber_ == nullptr || deadline != std::chrono::steady_clock::time_point::max()) {
+      return wait_until_slow(deadline);
+    }
+    if (state_.load(std::memory_order_acquire) != woken) switch_out(settle_after_switch, this);
+    return true;
+  }
   // park_then: blocks until wake(), like park, but instead of releasing a
   // lock it calls then(arg) once the caller has blocked: from a fiber, after
   // it switched out (on its worker); from a thread, before it sleeps.
@@ -102,6 +113,7 @@ class waiter {
   bool is_fiber() const noexcept { return fiber_ != nullptr; }
 
  private:
+  bool wait_until_slow(std::chrono::steady_clock::time_point deadline) noexcept;
   static void settle_after_switch(worker& w, fiber* f, void* self);
   static void finish_park(worker& w, fiber* f, void* record);
   bool block_fiber(void (*then)(void*), void* arg,

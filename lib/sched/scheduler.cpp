@@ -297,13 +297,7 @@ void scheduler::after_global_push() noexcept {
 // ---------------------------------------------------------------------------
 // Parking, yielding, exiting.
 
-void scheduler::park(after_switch_fn action, void* arg) noexcept {
-  worker* w = current_worker();
-  fiber* f = w->current;
-  w->after_switch = action;
-  w->after_switch_arg = arg;
-  switch_to_scheduler(*f);
-}
+void scheduler::park(after_switch_fn action, void* arg) noexcept { switch_out(action, arg); }
 
 void scheduler::yield_fiber() noexcept { park(requeue_after_yield, this); }
 
