@@ -24,6 +24,10 @@
 //     jump, and destroyed after its exit.
 #pragma once
 
+#include <utility>
+
+#include "context/overflow.hpp"
+#include "context/sanitizers.hpp"
 #include "sched/core.hpp"
 
 namespace spindle::detail {
@@ -41,19 +45,40 @@ void enter_worker_thread(worker& w) noexcept;
 // TSan fiber), at spawn. Its first frame is built when it first runs.
 void prepare_fiber(fiber& f) noexcept;
 
+// build_first_frame: builds f's initial context at the top of its stack (the
+// first write to the stack). The fiber will start in fiber_main(f).
+void build_first_frame(fiber& f);
+
+// run_fiber and switch_out are inline, and so is the jump (Boost's resume):
+// after a switch the return-address predictor is wrong for every frame the
+// thread unwinds, so each frame less between the caller and the jump is a
+// mispredicted return less per switch.
+
 // run_fiber: the scheduler side. Runs f on w until f switches out or exits;
 // a fiber never run before starts in fiber_main(f).
-void run_fiber(worker& w, fiber& f) noexcept;
+inline void run_fiber(worker& w, fiber& f) noexcept {
+  if (!f.context) build_first_frame(f);  // never run: empty only before the first run
+  before_jump(&w.asan_fake_stack, f.stack.bottom, f.stack.size, f.tsan_fiber);
+  f.context = std::move(f.context).resume();
+  after_jump(w.asan_fake_stack);
+}
 
 // switch_out: the fiber side (Go's mcall). Records what the worker must do
 // once the running fiber has switched out (worker::after_switch), saves the
 // fiber and returns to the current worker's scheduler; returns when some
-// worker runs the fiber again. It is called straight from the blocking
-// primitive (waiter::wait_until) rather than through scheduler::park: after
-// a switch the return-address predictor is wrong for every frame the fiber
-// unwinds, so each frame less between the primitive and the jump is a
-// mispredicted return less per wake.
-void switch_out(after_switch_fn action, void* arg) noexcept;
+// worker runs the fiber again. Blocking primitives call it straight from
+// their own frame (waiter::wait_until), not through scheduler::park.
+inline void switch_out(after_switch_fn action, void* arg) noexcept {
+  worker* w = current_worker();
+  fiber& f = *w->current;
+  w->after_switch = action;
+  w->after_switch_arg = arg;
+  if (!f.stack.guarded) check_unguarded_overflow(f, false);
+  before_jump(&f.asan_fake_stack, w->thread_stack_bottom, w->thread_stack_size, w->tsan_fiber);
+  boost::context::fiber scheduler = std::move(w->scheduler_context).resume();
+  after_jump(f.asan_fake_stack);
+  current_worker()->scheduler_context = std::move(scheduler);  // w may be another worker now
+}
 
 // fiber_main: the body of every fiber; defined by the scheduler.
 void fiber_main(fiber& f) noexcept;
