@@ -36,11 +36,11 @@
 // any number of concurrent acceptors; a udp_socket one receiver and one sender.
 //
 // How it works (lib/io/tcp.cpp has the details): the sockets are libuv
-// handles owned by the event loop thread. Each connection keeps reading into a
-// 64 KiB buffer as long as it has room, so read() usually finds its data
-// already there and returns without a round trip to the loop; writes go
-// straight to the socket and fall back to the loop only when the kernel's
-// buffer is full.
+// handles owned by the event loop of the processor that created them.
+// Each connection keeps reading into a 64 KiB buffer as long as it has
+// room, so read() usually finds its data already there and returns without
+// a round trip to the loop; writes go straight to the socket and fall back
+// to the loop only when the kernel's buffer is full.
 #pragma once
 
 #include <chrono>
@@ -176,7 +176,7 @@ class tcp_stream {
   void shutdown();
   // close: closes the connection and wakes this stream's blocked reader and
   // writer with net_error. Idempotent. Parks the fiber (blocks a thread)
-  // briefly, until the loop thread has released the socket.
+  // briefly, until the loop has released the socket.
   void close() noexcept;
 
   // set_no_delay: disables (true) or enables Nagle's algorithm. Does not block.
@@ -220,7 +220,7 @@ class tcp_listener {
   endpoint local_address() const;
   // close: stops listening, closes the connections not yet accepted and
   // wakes blocked acceptors with net_error. Idempotent. Parks the fiber
-  // (blocks a thread) briefly, until the loop thread released the socket.
+  // (blocks a thread) briefly, until the loop released the socket.
   void close() noexcept;
   // is_open: listening and not closed.
   bool is_open() const noexcept;

@@ -10,7 +10,7 @@
 // signal number on channel() instead. The channel has room for 16 numbers;
 // deliveries that find it full are dropped (as in Go), so a slow receiver
 // sees at least one. Several notifiers may watch the same signal; each gets
-// its own copy. The handler is libuv's (uv_signal_t on the loop thread), so
+// its own copy. The handler is libuv's (uv_signal_t on its loop), so
 // no user code runs in signal context.
 #pragma once
 

@@ -61,7 +61,7 @@ class timer {
   chan<steady_time> channel() const noexcept;
   // stop: prevents the timer from firing. Returns true if it was pending,
   // false if it had already fired or been stopped. Does not block, except
-  // for waiting out a fire in progress on the loop thread.
+  // for waiting out a fire in progress on its loop.
   bool stop() noexcept;
   // reset: makes the timer fire after d from now. Returns true if it was
   // still pending. A value already sent on channel() stays there (as in Go

@@ -32,6 +32,10 @@
 //         saved, so the lock is never held across a switch and nobody spins
 //         on it while a parker switches out. (Go holds the lock across the
 //         switch, in park_m's unlockf; its switch to g0 is cheaper than ours.)
+//         A deadline's timer is armed by the parker's worker after the
+//         switch, before it settles the state word, and wakes like any
+//         waker (claim, then wake through the state word): it never
+//         resumes the fiber before the worker is done with its park.
 //     B4. on return, op.status says how the op ended (done or closed), written
 //         by the waker before wake(); nothing else to re-check, no re-lock.
 //         A timed park that returns false (deadline, nobody claimed) re-locks

@@ -160,7 +160,7 @@ namespace {
 struct resolve_op;
 
 // resolve_request: the libuv request, on the heap; `op` is null once the
-// waiting fiber gave up (loop thread only).
+// waiting fiber gave up (the loop only).
 struct resolve_request {
   uv_getaddrinfo_t req;
   resolve_op* op;

@@ -1,51 +1,70 @@
-// lib/io/event_loop.cpp: one libuv loop on its own thread.
+// lib/io/event_loop.cpp: one libuv loop per processor, run by whichever
+// worker owns the processor.
 //
-// Shape: a single loop thread feeds the processors (docs/design.md, "The
-// loop", records the measurements behind this choice). The loop never runs
-// user code: completion callbacks only record results and make the waiting
-// fibers runnable.
+// Shape. Every processor has its own uv_loop_t, and the loop moves with the
+// processor: the worker that owns the processor is the only thread that runs
+// the loop, always from the scheduler (never inside a fiber), so when the
+// monitor hands a stuck processor to another thread the loop goes along.
+// There is no loop thread. A worker polls its loop without blocking every
+// 61st fiber when the loop has I/O in progress or a timer due, and before it
+// goes idle; an idle worker sleeps inside the loop (epoll), not on a futex,
+// so one wake-up delivers the completion and runs the fiber that was waiting
+// for it, on the same thread, with no hop. docs/design.md ("The loops")
+// records the measurements against the single loop thread this replaced.
+// Callbacks never run user code: they record results and make fibers
+// runnable; those fibers are collected in the poller's `readied` list, and
+// the scheduler queues them on the processor (offloading some when another
+// processor is idle), so a burst of completions wakes at most one worker.
 //
-// Submissions. Any thread appends a loop_request to a locked FIFO, then
-// issues a seq_cst fence and uv_async_send. libuv coalesces sends (one
-// callback may answer many), and before 1.53 needs that fence to not lose
-// one; so on_async drains the FIFO until it is empty, every time.
+// Which loop. A handle lives on the loop it was created on, which is the
+// current processor's (processor 0's for a plain thread): a listener and the
+// connections it accepts, a connection a fiber dialled, a file operation.
+// Operations on an existing handle are submitted to its loop
+// (event_loop::of(handle->loop)) from whichever processor the fiber runs on.
 //
-// Timers. Timers live in our own heap (timer_heap.hpp) under timer_lock_;
-// libuv polls a single timerfd set (absolute, nanoseconds, CLOCK_MONOTONIC
-// like steady_clock) to the earliest deadline, so 100,000 sleeping fibers
-// cost 100,000 heap entries and one libuv handle. libuv's own timers count
-// whole milliseconds from a cached clock, which would make every sleep up to
-// a millisecond late; the timerfd is exact to the kernel's timer slack. Any
-// thread adding a new earliest timer re-arms the timerfd itself (under the
-// lock, so two arms cannot cross), which also wakes the loop when it sleeps
-// on a later deadline: a new short sleep preempts a long one. The loop wakes
-// at deadlines rounded up to options::timer_slack (200 us): timers due in the
-// same slot fire together, so a hundred fibers sleeping 1 ms in a loop cost
-// a few thousand wake-ups a second, not a hundred thousand. No timer ever
-// fires before its deadline. Expired
-// entries are popped under the lock and fired outside it (firing = 1
-// meanwhile, so cancel_timer can wait for a fire in progress).
+// Submissions. Any thread appends a loop_request to a locked FIFO, sets
+// submissions_waiting_, issues a seq_cst fence and uv_async_send. libuv
+// coalesces sends (one callback may answer many), and before 1.53 needs that
+// fence to not lose one; so on_async drains the FIFO until it is empty. The
+// same uv_async_send is how the scheduler wakes a worker sleeping in its
+// loop (scheduler::wake_processor).
 //
-// Wake-ups in batches. Fibers made runnable on the loop thread go into
-// ready_batch_ instead of one by one to the global queue; the batch is
-// flushed in the prepare phase (before the loop may block in poll) and the
-// check phase (after the poll's callbacks), with one fence and at most one
-// wakep(): no herd of woken workers.
+// Timers. Each loop keeps its own timer wheel (timer_wheel.hpp) under its
+// own lock: a fiber's sleep goes on the wheel of the processor it runs on,
+// so processors never contend for a timer lock, and the processor that armed
+// a timer fires it and runs the woken fiber. libuv polls one timerfd per
+// loop (absolute, nanoseconds, CLOCK_MONOTONIC like steady_clock) set to the
+// earliest wake, so 100,000 sleeping fibers cost wheel entries and one libuv
+// handle per processor. libuv's own timers count whole milliseconds from a
+// cached clock, which would make every sleep up to a millisecond late; the
+// timerfd is exact to the kernel's timer slack. Any thread adding a new
+// earliest timer re-arms the timerfd itself (under the lock, so two arms
+// cannot cross), which also wakes the owner if it sleeps in the loop on a
+// later deadline: a new short sleep preempts a long one. Deadlines are
+// rounded up to options::timer_slack (200 us), the wheel's slot width, so
+// timers due in the same slot fire together, in deadline order; no timer
+// fires before its deadline. Expired entries are taken under the lock and
+// fired outside it (firing = 1 meanwhile, so cancel_timer can wait for a
+// fire in progress). A busy worker fires due timers at its periodic poll,
+// so timers are not starved by a busy queue.
 //
-// Exit. The loop thread is detached and never stops; its handles stay
-// referenced (so uv_run blocks instead of spinning) but no thread ever waits
-// for the loop, so it never keeps a finished program alive.
+// The monitor. A loop whose owner is stuck in a fiber (a raw blocking call)
+// is not polled; the monitor counts a due timer, a submission or a ready
+// descriptor on a stuck processor as waiting work (needs_service) and hands
+// the processor, loop included, to another thread.
+//
+// Exit. The loops' handles stay referenced (so a blocking poll sleeps instead
+// of spinning), but no thread ever waits for a loop to finish, so they never
+// keep a finished program alive.
 #include "io/event_loop.hpp"
 
-#include <pthread.h>
-#include <sys/prctl.h>
+#include <poll.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 
 #include "sched/park.hpp"
 #include "sched/scheduler.hpp"
@@ -53,12 +72,10 @@
 namespace spindle::detail {
 namespace {
 
-std::atomic<event_loop*> the_loop{nullptr};
-__attribute__((tls_model("initial-exec"))) thread_local bool is_loop_thread = false;
-
-void check_uv(int rc, const char* what) {
+void check_uv(int rc, const char* what, int index) {
   if (rc != 0) {
-    std::fprintf(stderr, "spindle: fatal: %s: %s\n", what, uv_strerror(rc));
+    std::fprintf(stderr, "spindle: fatal: %s (loop of processor %d): %s\n", what, index,
+                 uv_strerror(rc));
     std::abort();
   }
 }
@@ -71,46 +88,18 @@ std::int64_t steady_now_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-event_loop& event_loop::get() {
-  if (event_loop* l = the_loop.load(std::memory_order_acquire)) return *l;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    auto* l = new event_loop;  // never destroyed, like the scheduler
-    the_loop.store(l, std::memory_order_release);
-  });
-  return *the_loop.load(std::memory_order_acquire);
-}
+event_loop& event_loop::current() { return scheduler::get().current_loop(); }
 
-bool event_loop::on_loop_thread() noexcept { return is_loop_thread; }
-
-event_loop::event_loop()
-    : slack_ns_(std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                              scheduler::get().config().timer_slack)
-                                              .count())) {
-  check_uv(uv_loop_init(&loop_), "uv_loop_init");
+event_loop::event_loop(int index, std::int64_t timer_slack_ns)
+    : index_(index), timers_(std::max<std::int64_t>(1, timer_slack_ns), steady_now_ns()) {
+  check_uv(uv_loop_init(&loop_), "uv_loop_init", index_);
   loop_.data = this;
-  check_uv(uv_async_init(&loop_, &async_, on_async), "uv_async_init");
+  check_uv(uv_async_init(&loop_, &async_, on_async), "uv_async_init", index_);
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (timer_fd_ < 0) check_uv(uv_translate_sys_error(errno), "timerfd_create");
-  check_uv(uv_poll_init(&loop_, &timer_poll_, timer_fd_), "uv_poll_init");
-  check_uv(uv_poll_start(&timer_poll_, UV_READABLE, on_timer_fd), "uv_poll_start");
+  if (timer_fd_ < 0) check_uv(uv_translate_sys_error(errno), "timerfd_create", index_);
+  check_uv(uv_poll_init(&loop_, &timer_poll_, timer_fd_), "uv_poll_init", index_);
+  check_uv(uv_poll_start(&timer_poll_, UV_READABLE, on_timer_fd), "uv_poll_start", index_);
   uv_unref(reinterpret_cast<uv_handle_t*>(&timer_poll_));
-  check_uv(uv_prepare_init(&loop_, &prepare_), "uv_prepare_init");
-  check_uv(uv_prepare_start(&prepare_, on_prepare), "uv_prepare_start");
-  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
-  check_uv(uv_check_init(&loop_, &check_), "uv_check_init");
-  check_uv(uv_check_start(&check_, on_check), "uv_check_start");
-  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
-  thread_ = std::thread([this] { run(); });
-  thread_.detach();
-}
-
-void event_loop::run() {
-  pthread_setname_np(pthread_self(), "spindle-loop");
-  is_loop_thread = true;
-  prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: timers fire close to their deadline
-  scheduler::set_ready_batch(&ready_batch_);
-  for (;;) uv_run(&loop_, UV_RUN_DEFAULT);
 }
 
 void event_loop::submit(loop_request* r) noexcept {
@@ -123,6 +112,7 @@ void event_loop::submit(loop_request* r) noexcept {
       submitted_head_ = r;
     }
     submitted_tail_ = r;
+    submissions_waiting_.store(true, std::memory_order_relaxed);
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);
   uv_async_send(&async_);
@@ -135,6 +125,7 @@ void event_loop::drain_submissions() {
       std::lock_guard lock(submit_lock_);
       batch = submitted_head_;
       submitted_head_ = submitted_tail_ = nullptr;
+      submissions_waiting_.store(false, std::memory_order_relaxed);
     }
     if (batch == nullptr) return;
     while (batch != nullptr) {
@@ -145,19 +136,52 @@ void event_loop::drain_submissions() {
   }
 }
 
+void event_loop::poll(bool block, std::vector<fiber*>& readied) {
+  scheduler::set_ready_batch(&readied);
+  uv_run(&loop_, block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  // A busy processor's periodic poll fires due timers even when the
+  // timerfd's slot has not come yet.
+  if (next_wake_.load(std::memory_order_relaxed) <= steady_now_ns()) fire_expired();
+  scheduler::set_ready_batch(nullptr);
+}
+
+bool event_loop::worth_polling(std::int64_t now) const noexcept {
+  // Our own async handle is the one active, referenced handle of an idle loop.
+  return loop_.active_handles > 1 || loop_.active_reqs.count != 0 ||
+         submissions_waiting_.load(std::memory_order_relaxed) ||
+         next_wake_.load(std::memory_order_relaxed) <= now;
+}
+
+bool event_loop::needs_service(std::int64_t now) const noexcept {
+  if (submissions_waiting_.load(std::memory_order_relaxed) ||
+      next_wake_.load(std::memory_order_relaxed) <= now) {
+    return true;
+  }
+  pollfd backend{uv_backend_fd(&loop_), POLLIN, 0};
+  return ::poll(&backend, 1, 0) > 0;
+}
+
 void event_loop::add_timer(timer_entry* e) noexcept {
   std::lock_guard lock(timer_lock_);
+  e->home = this;
   e->cancelled = false;
-  timers_.push(e);
-  if (wake_time(e->deadline_ns) < armed_deadline_) arm_timer_fd_locked(wake_time(e->deadline_ns));
+  rearm_locked(e, e->deadline_ns);
 }
 
 bool event_loop::rearm_timer(timer_entry* e, std::int64_t deadline_ns) noexcept {
-  std::lock_guard lock(timer_lock_);
+  event_loop& home = *e->home;
+  std::lock_guard lock(home.timer_lock_);
   if (e->cancelled) return false;
+  return home.rearm_locked(e, deadline_ns);
+}
+
+bool event_loop::rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept {
   e->deadline_ns = deadline_ns;
-  timers_.push(e);
-  if (wake_time(deadline_ns) < armed_deadline_) arm_timer_fd_locked(wake_time(deadline_ns));
+  const std::int64_t wake = timers_.push(e);
+  if (wake < next_wake_.load(std::memory_order_relaxed)) {
+    next_wake_.store(wake, std::memory_order_relaxed);
+  }
+  if (wake < armed_deadline_) arm_timer_fd_locked(wake);
   return true;
 }
 
@@ -175,11 +199,13 @@ void event_loop::arm_timer_fd_locked(std::int64_t deadline_ns) noexcept {
 }
 
 bool event_loop::cancel_timer(timer_entry* e) noexcept {
+  if (e->home == nullptr) return false;  // never armed
   {
-    std::lock_guard lock(timer_lock_);
+    event_loop& home = *e->home;
+    std::lock_guard lock(home.timer_lock_);
     e->cancelled = true;
     if (e->heap_index != timer_entry::not_queued) {
-      timers_.remove(e);
+      home.timers_.remove(e);  // next_wake_ may now be early: a wasted wake at worst
       return true;
     }
   }
@@ -194,48 +220,59 @@ bool event_loop::cancel_timer(timer_entry* e) noexcept {
 }
 
 std::size_t event_loop::pending_timers() noexcept {
-  std::lock_guard lock(timer_lock_);
-  return timers_.size();
+  std::size_t total = 0;
+  scheduler& s = scheduler::get();
+  for (std::size_t i = 0; i < s.procs(); ++i) {
+    event_loop& l = s.loop_of(i);
+    std::lock_guard lock(l.timer_lock_);
+    total += l.timers_.size();
+  }
+  return total;
 }
 
 std::size_t event_loop::handle_count() noexcept {
+  std::size_t total = 0;
+  scheduler& s = scheduler::get();
+  for (std::size_t i = 0; i < s.procs(); ++i) total += s.loop_of(i).count_handles();
+  return total;
+}
+
+// count_handles: one round trip to this loop's owner, which walks its handles.
+std::size_t event_loop::count_handles() noexcept {
   struct count_request : loop_request {
     waiter parked;
     std::size_t count = 0;
+    event_loop* loop = nullptr;
   } request;
+  request.loop = this;
   request.run = [](loop_request* self, uv_loop_t* loop) noexcept {
     auto* r = static_cast<count_request*>(self);
     uv_walk(
         loop, [](uv_handle_t*, void* n) { ++*static_cast<std::size_t*>(n); }, &r->count);
     if (r->parked.try_claim()) r->parked.wake();
   };
-  request.parked.park_then([](void* r) { event_loop::get().submit(static_cast<loop_request*>(r)); },
-                           static_cast<loop_request*>(&request));
+  request.parked.park_then(
+      [](void* r) {
+        auto* req = static_cast<count_request*>(r);
+        req->loop->submit(req);
+      },
+      &request);
   return request.count;
 }
 
 void event_loop::fire_expired() {
   for (;;) {
-    timer_entry* expired = nullptr;
-    timer_entry** tail = &expired;
+    expired_.clear();
     {
       std::lock_guard lock(timer_lock_);
-      const std::int64_t now = steady_now_ns();
-      while (timer_entry* e = timers_.top()) {
-        if (e->deadline_ns > now) break;
-        timers_.pop();
-        e->firing.store(1, std::memory_order_relaxed);
-        e->next_expired = nullptr;
-        *tail = e;
-        tail = &e->next_expired;
-      }
-      const timer_entry* next = timers_.top();
-      arm_timer_fd_locked(next ? wake_time(next->deadline_ns) : INT64_MAX);
+      timers_.take_due(steady_now_ns(), expired_);
+      for (timer_entry* e : expired_) e->firing.store(1, std::memory_order_relaxed);
+      const std::int64_t wake = timers_.next_wake();
+      next_wake_.store(wake, std::memory_order_relaxed);
+      if (wake != armed_deadline_) arm_timer_fd_locked(wake);
     }
-    if (expired == nullptr) return;
-    while (expired != nullptr) {
-      timer_entry* e = expired;
-      expired = e->next_expired;
+    if (expired_.empty()) return;
+    for (timer_entry* e : expired_) {
       if (e->frees_itself) {
         e->fire(e);
         continue;
@@ -246,28 +283,13 @@ void event_loop::fire_expired() {
   }
 }
 
-void event_loop::flush_ready() {
-  if (!ready_batch_.empty()) scheduler::get().ready_all(ready_batch_);
-}
-
-void event_loop::on_async(uv_async_t* handle) {
-  auto* self = static_cast<event_loop*>(handle->loop->data);
-  self->drain_submissions();
-}
+void event_loop::on_async(uv_async_t* handle) { event_loop::of(handle->loop).drain_submissions(); }
 
 void event_loop::on_timer_fd(uv_poll_t* handle, int, int) {
-  auto* self = static_cast<event_loop*>(handle->loop->data);
+  event_loop& self = event_loop::of(handle->loop);
   std::uint64_t expirations;
-  [[maybe_unused]] const ssize_t n = read(self->timer_fd_, &expirations, sizeof expirations);
-  self->fire_expired();
-}
-
-void event_loop::on_prepare(uv_prepare_t* handle) {
-  static_cast<event_loop*>(handle->loop->data)->flush_ready();
-}
-
-void event_loop::on_check(uv_check_t* handle) {
-  static_cast<event_loop*>(handle->loop->data)->flush_ready();
+  [[maybe_unused]] const ssize_t n = read(self.timer_fd_, &expirations, sizeof expirations);
+  self.fire_expired();
 }
 
 }  // namespace spindle::detail

@@ -1,8 +1,8 @@
 // lib/io/fs.cpp: spindle::fs on libuv's thread pool.
 //
-// Each call is an fs_op (a loop_op): the loop thread issues the uv_fs_* call
+// Each call is an fs_op (a loop_op): the loop issues the uv_fs_* call
 // with a callback, libuv runs the system call on a pool thread, and the
-// callback (loop thread) finishes the op, waking the parked caller. The
+// callback (on the loop) finishes the op, waking the parked caller. The
 // uv_fs_t lives in the op on the caller's stack; the caller reads the result
 // and releases libuv's allocations (uv_fs_req_cleanup) once woken.
 #include "spindle/fs.hpp"

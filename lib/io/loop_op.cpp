@@ -7,14 +7,18 @@
 namespace spindle::detail {
 namespace {
 
-void submit_op(void* op) { event_loop::get().submit(static_cast<loop_op*>(op)); }
+void submit_op(void* op) {
+  auto* self = static_cast<loop_op*>(op);
+  self->target().submit(self);
+}
 
 void finish_now(loop_op* op) noexcept { op->finish(UV_ETIMEDOUT); }
 
 }  // namespace
 
 loop_op::loop_op(void (*start)(loop_request*, uv_loop_t*) noexcept,
-                 std::chrono::steady_clock::time_point deadline) noexcept {
+                 std::chrono::steady_clock::time_point deadline, event_loop& on) noexcept
+    : target_(&on) {
   run = start;
   on_timeout = finish_now;
   timer_.op = this;
@@ -30,14 +34,14 @@ int loop_op::wait() noexcept {
   waiter w;
   parked_ = &w;
   w.park_then(submit_op, this);
-  if (armed_) event_loop::get().cancel_timer(&timer_);
+  if (armed_) event_loop::cancel_timer(&timer_);
   return status_;
 }
 
 void loop_op::arm_deadline() noexcept {
   if (timer_.deadline_ns == INT64_MAX || finished_) return;
   armed_ = true;
-  event_loop::get().add_timer(&timer_);
+  target_->add_timer(&timer_);
 }
 
 void loop_op::finish(int status) noexcept {

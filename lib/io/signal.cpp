@@ -1,10 +1,10 @@
 // lib/io/signal.cpp: signal_notifier on libuv signal handles.
 //
-// A signal_watch owns one uv_signal_t per signal, all on the loop thread.
+// A signal_watch owns one uv_signal_t per signal, all on its loop.
 // libuv's process-wide handler writes the signal to a pipe the loop reads,
-// and the uv_signal callback (loop thread, not signal context) try_sends the
+// and the uv_signal callback (on the loop, not signal context) try_sends the
 // number on the channel: never blocking the loop, dropping when it is full.
-// Stopping closes the handles on the loop thread and waits for their close
+// Stopping closes the handles on its loop and waits for their close
 // callbacks, so no callback can run after stop() returned.
 #include "spindle/signal.hpp"
 
@@ -19,11 +19,15 @@ namespace spindle::detail {
 class signal_watch {
  public:
   signal_watch(std::initializer_list<int> signals, chan<int> channel)
-      : signals_(signals), channel_(std::move(channel)), handles_(signals_.size()) {}
+      : signals_(signals),
+        channel_(std::move(channel)),
+        handles_(signals_.size()),
+        loop_(&event_loop::current()) {}
 
   // start_op: installs the handles; finishes with the first failure.
   struct start_op : loop_op {
-    explicit start_op(signal_watch* w) noexcept : loop_op(start), watch(w) {}
+    explicit start_op(signal_watch* w) noexcept
+        : loop_op(start, time_point::max(), *w->loop_), watch(w) {}
     static void start(loop_request* r, uv_loop_t* loop) noexcept {
       auto* op = static_cast<start_op*>(r);
       op->finish(op->watch->start_all(loop));
@@ -33,7 +37,8 @@ class signal_watch {
 
   // stop_op: closes every started handle and finishes after the last callback.
   struct stop_op : loop_op {
-    explicit stop_op(signal_watch* w) noexcept : loop_op(start), watch(w) {}
+    explicit stop_op(signal_watch* w) noexcept
+        : loop_op(start, time_point::max(), *w->loop_), watch(w) {}
     static void start(loop_request* r, uv_loop_t*) noexcept {
       auto* op = static_cast<stop_op*>(r);
       op->watch->stopping_ = op;
@@ -77,10 +82,11 @@ class signal_watch {
 
   std::vector<int> signals_;
   chan<int> channel_;
-  std::vector<uv_signal_t> handles_;  // loop thread only
-  std::size_t started_ = 0;           // loop thread only
-  std::size_t open_ = 0;              // loop thread only
-  stop_op* stopping_ = nullptr;       // loop thread only
+  std::vector<uv_signal_t> handles_;  // the loop only
+  event_loop* loop_;                  // the loop the handles live on
+  std::size_t started_ = 0;           // the loop only
+  std::size_t open_ = 0;              // the loop only
+  stop_op* stopping_ = nullptr;       // the loop only
 };
 
 }  // namespace spindle::detail

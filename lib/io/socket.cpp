@@ -1,9 +1,6 @@
 // lib/io/socket.cpp: socket_base, the closing protocol of socket.hpp.
 #include "io/socket.hpp"
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <mutex>
 #include <utility>
 
@@ -11,9 +8,10 @@ namespace spindle::detail {
 
 // teardown_op: a close() waiting for the handle's close callback. Several
 // may wait at once (close() from two fibers, or close() after a deadline
-// started the close on the loop thread); the callback finishes them all.
+// started the close on its loop); the callback finishes them all.
 struct socket_base::teardown_op : loop_op {
-  explicit teardown_op(socket_base* s) noexcept : loop_op(start), socket(s) {}
+  explicit teardown_op(socket_base* s) noexcept
+      : loop_op(start, time_point::max(), s->loop()), socket(s) {}
 
   static void start(loop_request* r, uv_loop_t*) noexcept {
     auto* op = static_cast<teardown_op*>(r);
@@ -84,21 +82,6 @@ void socket_base::on_close(uv_handle_t* h) {
     waiters = op->next_waiter;
     op->finish(0);
   }
-}
-
-uv_buf_t scratch_buffer() noexcept {
-  static char buffer[64 * 1024];  // loop thread only
-  return uv_buf_init(buffer, sizeof buffer);
-}
-
-void ignore_sigpipe_on_loop() noexcept {
-  static bool blocked = false;  // loop thread only
-  if (blocked) return;
-  blocked = true;
-  sigset_t pipe;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
 }
 
 }  // namespace spindle::detail

@@ -1,15 +1,15 @@
 // lib/io/socket.hpp: what TCP connections, listeners and UDP sockets share:
-// a libuv handle owned by the loop thread, its file descriptor used directly
+// a libuv handle owned by the loop, its file descriptor used directly
 // by fibers for the fast paths, and the closing protocol.
 //
 // Vocabulary
 //   handle     the uv_tcp_t/uv_udp_t; touched by loop-thread code only.
-//   fd         the handle's descriptor, read once on the loop thread when the
+//   fd         the handle's descriptor, read once on its loop when the
 //              socket is set up. Fibers call send()/sendto()/shutdown()/
 //              setsockopt() on it directly (no loop round trip); those calls
 //              never block (MSG_DONTWAIT) and never touch libuv's state.
 //   closed     the user-visible state: no new operation starts.
-//   teardown   uv_close of the handle on the loop thread; the object may be
+//   teardown   uv_close of the handle on its loop; the object may be
 //              freed only once its close callback ran.
 //
 // The hard part is that a fiber may be inside send() on the fd while another
@@ -18,7 +18,7 @@
 //   1. mark_closed (any thread): under the lock, closed_ := true (seq_cst),
 //      and the blocked fibers are claimed; they are woken after unlocking
 //      and see closed_.
-//   2. teardown (loop thread): wait until fd_users_ is 0, then uv_close.
+//   2. teardown (on the loop): wait until fd_users_ is 0, then uv_close.
 // and every direct use of the fd is:
 //   a. fd_users_ += 1 (seq_cst);  b. if closed_ (seq_cst): undo and fail;
 //   c. the system call;  d. fd_users_ -= 1.
@@ -45,10 +45,10 @@ class socket_base {
   socket_base& operator=(const socket_base&) = delete;
 
   // close: marks the socket closed (waking blocked fibers with an error)
-  // and waits until the loop thread closed the handle. Idempotent; any
+  // and waits until the loop closed the handle. Idempotent; any
   // thread. Parks the fiber (blocks a thread) for one loop round trip.
   void close() noexcept;
-  // close_on_loop: loop thread: the same, started from a libuv callback or
+  // close_on_loop: on the loop: the same, started from a libuv callback or
   // a deadline (e.g. a write that timed out); does not wait.
   void close_on_loop() noexcept;
 
@@ -59,7 +59,7 @@ class socket_base {
   // release_fd: step d.
   void release_fd() noexcept { fd_users_.fetch_sub(1, std::memory_order_release); }
 
-  // initialized: loop thread: to be called right after uv_tcp_init/
+  // initialized: on the loop: to be called right after uv_tcp_init/
   // uv_udp_init succeeded (which reset the handle's data pointer).
   void initialized() noexcept {
     handle_->data = this;
@@ -68,11 +68,15 @@ class socket_base {
   // is_initialized: whether the handle exists (and must be closed).
   bool is_initialized() const noexcept { return initialized_; }
 
+  // loop: the event loop the handle lives on; every libuv call for it is
+  // submitted there.
+  event_loop& loop() const noexcept { return *loop_; }
+
   // name: the address shown in error messages.
   const std::string& name() const noexcept { return name_; }
 
  protected:
-  explicit socket_base(uv_handle_t* handle) noexcept : handle_(handle) {}
+  socket_base(uv_handle_t* handle, event_loop& loop) noexcept : handle_(handle), loop_(&loop) {}
   virtual ~socket_base() = default;
 
   // mark_closed: step 1. Returns false if it was already closed.
@@ -81,35 +85,27 @@ class socket_base {
   // released): claims and wakes every fiber blocked on the socket; they
   // re-check closed_ under lock_ and fail.
   virtual void wake_blocked() noexcept = 0;
-  // on_handle_closed: loop thread, after the close callback.
+  // on_handle_closed: on the loop, after the close callback.
   virtual void on_handle_closed() noexcept {}
 
   spinlock lock_;                    // guards the derived classes' queues
   std::atomic<bool> closed_{false};  // written under lock_, read anywhere
-  int fd_ = -1;                      // written on the loop thread before publication
+  int fd_ = -1;                      // written on its loop before publication
   std::string name_;                 // written before publication
 
  private:
   struct teardown_op;
-  void begin_teardown() noexcept;  // loop thread
+  void begin_teardown() noexcept;  // on the loop
   static void on_close(uv_handle_t* h);
 
   uv_handle_t* handle_;
-  bool initialized_ = false;  // written on the loop thread before publication
+  event_loop* loop_;
+  bool initialized_ = false;  // written on its loop before publication
   std::atomic<int> fd_users_{0};
   // Loop thread only.
   bool closing_ = false;
   bool handle_closed_ = false;
   teardown_op* teardown_waiters_ = nullptr;
 };
-
-// scratch_buffer: the loop thread's buffer for libuv's alloc callbacks when
-// the data is copied out by the read callback (UDP).
-uv_buf_t scratch_buffer() noexcept;
-
-// ignore_sigpipe_on_loop: loop thread, before its first write: blocks
-// SIGPIPE there, so a uv_write to a reset connection fails with EPIPE instead
-// of killing the process (fibers send with MSG_NOSIGNAL). Idempotent.
-void ignore_sigpipe_on_loop() noexcept;
 
 }  // namespace spindle::detail

@@ -34,7 +34,7 @@
 // stream (uv_close cancels the write, whose callback then finishes the op).
 //
 // Accepting. The listener accepts every connection as it arrives (setting
-// it up and starting its reads on the loop thread) into a queue of up to 128,
+// it up and starting its reads on its loop) into a queue of up to 128,
 // and wakes one parked acceptor. When the queue is full it leaves the next
 // connection to libuv, which then stops watching the listening socket: the
 // kernel's backlog holds the rest until an acceptor takes one and resumes
@@ -84,12 +84,13 @@ struct owned_request : loop_request {
 
 class tcp_conn final : public socket_base {
  public:
-  tcp_conn() noexcept : socket_base(reinterpret_cast<uv_handle_t*>(&handle_)) {}
+  explicit tcp_conn(event_loop& loop) noexcept
+      : socket_base(reinterpret_cast<uv_handle_t*>(&handle_), loop) {}
 
   uv_tcp_t* handle() noexcept { return &handle_; }
   const endpoint& remote() const noexcept { return remote_; }
 
-  // set_up: loop thread, once the handle is connected: reads the fd and the
+  // set_up: on the loop, once the handle is connected: reads the fd and the
   // peer's address and starts reading. Returns a libuv status.
   int set_up() noexcept {
     uv_os_fd_t fd;
@@ -186,7 +187,7 @@ class tcp_conn final : public socket_base {
  private:
   struct write_op : loop_op {
     write_op(tcp_conn* c, const char* data, std::size_t size, time_point deadline) noexcept
-        : loop_op(start, deadline), conn(c) {
+        : loop_op(start, deadline, c->loop()), conn(c) {
       buffer = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(size));
       on_timeout = [](loop_op* self) noexcept {
         static_cast<write_op*>(self)->conn->close_on_loop();  // cancels the write
@@ -198,7 +199,6 @@ class tcp_conn final : public socket_base {
         op->finish(UV_ECANCELED);
         return;
       }
-      ignore_sigpipe_on_loop();
       op->request.data = op;
       const int rc = uv_write(
           &op->request, reinterpret_cast<uv_stream_t*>(&op->conn->handle_), &op->buffer, 1,
@@ -238,7 +238,7 @@ class tcp_conn final : public socket_base {
                         tail_ - head_ < capacity_ / 2 && !closed_.load(std::memory_order_relaxed);
     if (resume) resume_queued_ = true;
     lock.unlock();
-    if (resume) event_loop::get().submit(&resume_);
+    if (resume) loop().submit(&resume_);
     return n;
   }
 
@@ -257,7 +257,7 @@ class tcp_conn final : public socket_base {
     return static_cast<tcp_conn*>(static_cast<socket_base*>(h->data));
   }
 
-  // on_alloc: loop thread: the free tail of the buffer, after moving the
+  // on_alloc: on the loop: the free tail of the buffer, after moving the
   // unread bytes to the front or growing the buffer if that tail is small.
   static void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* out) {
     tcp_conn* self = from(h);
@@ -289,7 +289,7 @@ class tcp_conn final : public socket_base {
     }
   }
 
-  // on_read: loop thread: records what libuv read and wakes the reader.
+  // on_read: on the loop: records what libuv read and wakes the reader.
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
     if (nread == 0) return;  // EAGAIN
     tcp_conn* self = from(reinterpret_cast<uv_handle_t*>(stream));
@@ -347,7 +347,7 @@ class tcp_conn final : public socket_base {
   std::size_t tail_ = 0;
   int read_status_ = 0;       // UV_EOF or an error once reading ended
   waiter* reader_ = nullptr;  // the parked reader
-  bool reading_ = false;      // uv_read_start in force (the loop thread changes it)
+  bool reading_ = false;      // uv_read_start in force (the loop changes it)
   bool resume_queued_ = false;
   owned_request<tcp_conn> resume_{this, resume_reading};  // restarts reading; one in flight
 };
@@ -363,11 +363,12 @@ void delete_conn_on_close(uv_handle_t* h) {
 
 class tcp_acceptor final : public socket_base {
  public:
-  tcp_acceptor() noexcept : socket_base(reinterpret_cast<uv_handle_t*>(&handle_)) {}
+  explicit tcp_acceptor(event_loop& loop) noexcept
+      : socket_base(reinterpret_cast<uv_handle_t*>(&handle_), loop) {}
 
   const endpoint& local() const noexcept { return local_; }
 
-  // listen: loop thread.
+  // listen: on the loop.
   int listen(uv_loop_t* loop, const endpoint& at, int backlog) noexcept {
     int rc = uv_tcp_init(loop, &handle_);
     if (rc != 0) return rc;
@@ -396,7 +397,7 @@ class tcp_acceptor final : public socket_base {
         const bool resume = paused_ && !resume_queued_;
         if (resume) resume_queued_ = true;
         lock.unlock();
-        if (resume) event_loop::get().submit(&resume_);
+        if (resume) loop().submit(&resume_);
         return c;
       }
       acceptor_node node;
@@ -440,10 +441,10 @@ class tcp_acceptor final : public socket_base {
     self->accept_one(server);
   }
 
-  // accept_one: loop thread: takes the connection libuv holds, sets it up
+  // accept_one: on the loop: takes the connection libuv holds, sets it up
   // and queues it for an acceptor.
   void accept_one(uv_stream_t* server) noexcept {
-    auto* conn = new tcp_conn;
+    auto* conn = new tcp_conn(event_loop::of(server->loop));
     int rc = uv_tcp_init(server->loop, conn->handle());
     if (rc != 0) {
       delete conn;
@@ -550,7 +551,7 @@ class tcp_acceptor final : public socket_base {
 
 namespace {
 
-// connect_op: one connection attempt. The tcp_conn is the loop thread's
+// connect_op: one connection attempt. The tcp_conn is the loop's
 // until the op finishes successfully; on failure it is closed and freed there.
 struct connect_op : loop_op {
   connect_op(const endpoint& e, time_point deadline) noexcept : loop_op(start, deadline), to(e) {
@@ -562,7 +563,7 @@ struct connect_op : loop_op {
 
   static void start(loop_request* r, uv_loop_t* loop) noexcept {
     auto* op = static_cast<connect_op*>(r);
-    op->conn = new tcp_conn;
+    op->conn = new tcp_conn(event_loop::of(loop));
     int rc = uv_tcp_init(loop, op->conn->handle());
     if (rc != 0) {
       delete std::exchange(op->conn, nullptr);
@@ -603,7 +604,7 @@ struct connect_op : loop_op {
 
 struct listen_op : loop_op {
   listen_op(tcp_acceptor* a, const endpoint& e, int b) noexcept
-      : loop_op(start), acceptor(a), at(e), backlog(b) {}
+      : loop_op(start, time_point::max(), a->loop()), acceptor(a), at(e), backlog(b) {}
   static void start(loop_request* r, uv_loop_t* loop) noexcept {
     auto* op = static_cast<listen_op*>(r);
     op->finish(op->acceptor->listen(loop, op->at, op->backlog));
@@ -757,7 +758,7 @@ void tcp_listener::close() noexcept {
 }
 
 tcp_listener listen_tcp(const endpoint& at, int backlog) {
-  auto* acceptor = new detail::tcp_acceptor;
+  auto* acceptor = new detail::tcp_acceptor(detail::event_loop::current());
   detail::listen_op op(acceptor, at, backlog);
   const int status = op.wait();
   if (status != 0) {

@@ -1,7 +1,7 @@
 // lib/io/udp.cpp: UDP sockets (spindle/net.hpp).
 //
 // As TCP connections do (tcp.cpp), a udp_endpoint receives all the time:
-// libuv receives into the loop thread's scratch buffer, the receive callback
+// libuv receives into the loop's scratch buffer, the receive callback
 // copies each datagram into a queue (at most max_queued, then it stops
 // receiving until the receiver drains the queue: the kernel's buffer holds,
 // and eventually drops, the rest) and wakes the parked receiver. recv_from()
@@ -43,7 +43,8 @@ struct datagram {
 
 class udp_endpoint final : public socket_base {
  public:
-  udp_endpoint() noexcept : socket_base(reinterpret_cast<uv_handle_t*>(&handle_)) {}
+  explicit udp_endpoint(event_loop& loop) noexcept
+      : socket_base(reinterpret_cast<uv_handle_t*>(&handle_), loop) {}
   ~udp_endpoint() override {
     while (datagram* d = head_) {
       head_ = d->next;
@@ -53,7 +54,7 @@ class udp_endpoint final : public socket_base {
 
   const endpoint& local() const noexcept { return local_; }
 
-  // bind: loop thread.
+  // bind: on the loop.
   int bind(uv_loop_t* loop, const endpoint& at) noexcept {
     int rc = uv_udp_init(loop, &handle_);
     if (rc != 0) return rc;
@@ -89,7 +90,7 @@ class udp_endpoint final : public socket_base {
         const bool resume = !receiving_ && !resume_queued_;
         if (resume) resume_queued_ = true;
         lock.unlock();
-        if (resume) event_loop::get().submit(&resume_);
+        if (resume) loop().submit(&resume_);
         std::unique_ptr<datagram> owned(d);
         const std::size_t n = std::min(size, d->size);
         std::memcpy(data, d->bytes.get(), n);
@@ -140,7 +141,7 @@ class udp_endpoint final : public socket_base {
   struct send_op : loop_op {
     send_op(udp_endpoint* s, const void* data, std::size_t size, const endpoint& e,
             time_point deadline) noexcept
-        : loop_op(start, deadline), socket(s), to(e) {
+        : loop_op(start, deadline, s->loop()), socket(s), to(e) {
       buffer =
           uv_buf_init(static_cast<char*>(const_cast<void*>(data)), static_cast<unsigned>(size));
       on_timeout = [](loop_op* self) noexcept {
@@ -186,9 +187,11 @@ class udp_endpoint final : public socket_base {
     uv_udp_recv_start(&self->handle_, on_alloc, on_recv);
   }
 
-  static void on_alloc(uv_handle_t*, std::size_t, uv_buf_t* out) { *out = scratch_buffer(); }
+  static void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* out) {
+    *out = event_loop::of(h->loop).scratch_buffer();
+  }
 
-  // on_recv: loop thread: queues the datagram and wakes the receiver.
+  // on_recv: on the loop: queues the datagram and wakes the receiver.
   static void on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
                       unsigned) {
     if (nread == 0 && addr == nullptr) return;  // nothing more to read now
@@ -248,7 +251,8 @@ class udp_endpoint final : public socket_base {
 namespace {
 
 struct bind_op : loop_op {
-  bind_op(udp_endpoint* s, const endpoint& e) noexcept : loop_op(start), socket(s), at(e) {}
+  bind_op(udp_endpoint* s, const endpoint& e) noexcept
+      : loop_op(start, time_point::max(), s->loop()), socket(s), at(e) {}
   static void start(loop_request* r, uv_loop_t* loop) noexcept {
     auto* op = static_cast<bind_op*>(r);
     op->finish(op->socket->bind(loop, op->at));
@@ -283,7 +287,7 @@ udp_socket::~udp_socket() {
 }
 
 udp_socket udp_socket::bind(const endpoint& at) {
-  auto* socket = new detail::udp_endpoint;
+  auto* socket = new detail::udp_endpoint(detail::event_loop::current());
   detail::bind_op op(socket, at);
   const int status = op.wait();
   if (status != 0) {

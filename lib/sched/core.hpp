@@ -18,6 +18,7 @@
 #include <boost/context/fiber.hpp>
 #include <cstdint>
 #include <thread>
+#include <vector>
 
 #include "context/stack_pool.hpp"
 #include "sched/run_queue.hpp"
@@ -26,6 +27,7 @@
 namespace spindle::detail {
 
 struct worker;
+class event_loop;
 
 struct fiber {
   // context: the saved registers of a suspended fiber; empty while it runs,
@@ -69,6 +71,10 @@ struct alignas(128) processor {
   std::atomic<fiber*> runnext{nullptr};  // owner only (atomic for the monitor's reads)
   fiber_queue inbox;                     // any thread pushes, owner drains
 
+  // loop: the processor's libuv loop (io/event_loop.hpp); the owner runs it.
+  event_loop* loop = nullptr;
+  std::vector<fiber*> readied;  // owner only: fibers the last poll made runnable
+
   // Owner-only scheduling state.
   std::uint32_t schedtick = 0;       // fibers started; drives the 1-in-61 global check
   std::int64_t slice_start_ns = -1;  // coarse clock at the slice's first runnext run; -1: not yet
@@ -76,7 +82,7 @@ struct alignas(128) processor {
 
   // Idle protocol (scheduler.cpp, "Parking and waking").
   bool in_idle_set = false;                 // guarded by scheduler::idle_lock_
-  std::atomic<std::uint32_t> wake_word{0};  // futex the owner sleeps on
+  std::atomic<std::uint32_t> wake_word{0};  // why the owner, asleep in the loop, was woken
 
   // switches: fibers switched in so far. The owner stores (no read-modify-write);
   // the monitor reads it to notice a processor that stopped making progress.

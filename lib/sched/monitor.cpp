@@ -17,11 +17,11 @@
 //      page fault, an OS mutex) from a hog (computing; even on a crowded
 //      machine a spinning thread gets more than a fifth of a CPU). If fibers wait for the
 //      processor (its ring, runnext or inbox, or the global queue while no
-//      processor is idle), the processor is handed to a spare thread
-//      (handoff.cpp): at once when blocked, after options::hog_threshold
-//      when hogging (and only while fewer than 2 * procs hogs hold extra
-//      threads). A hog is also asked to yield (preempt_requested), which
-//      this_fiber::check_preempt() honours.
+//      processor is idle), or its event loop has something only a poll will
+//      do (a due timer, a submission, a ready descriptor), the processor is handed to a spare
+//      thread (handoff.cpp): at once when blocked, after options::hog_threshold when hogging (and
+//      only while fewer than 2 * procs hogs hold extra threads). A hog is also asked to yield
+//      (preempt_requested), which this_fiber::check_preempt() honours.
 //   2. balances: while some processor is idle and another has at least two
 //      fibers in its ring, it claims the idle one, moves half the loaded ring
 //      (oldest first, at most 128) into its inbox and wakes it; when none is
@@ -31,8 +31,11 @@
 //      idle processor's inbox or ring) on two scans in a row while every
 //      processor sleeps mean a lost wake-up. It wakes a processor and counts
 //      it in safety_net_wakes, which tests assert stays zero.
-// When every processor is idle and the global queue is empty it deep-sleeps
-// on its futex; the first worker to wake up wakes it (wait_for_work).
+// When every processor is idle and the global queue is empty, and no worker
+// woke up since its last tick, it deep-sleeps on its futex; the first worker
+// to wake up wakes it (wait_for_work). Processors that sleep and wake often
+// (timers, I/O) keep it on its ordinary, backed-off ticks instead, so their
+// wake-ups do not each wake the monitor too.
 #include <sys/prctl.h>
 #include <time.h>
 
@@ -47,6 +50,7 @@
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "io/event_loop.hpp"
@@ -138,8 +142,14 @@ void scheduler::monitor_loop() {
   int quiet_ticks = 0;
   auto next_safety_net = std::chrono::steady_clock::now() + safety_net_period;
   std::int64_t next_stall_check_ns = INT64_MAX;
+  std::uint64_t wakes_seen = 0;
   for (;;) {
-    if (all_idle()) {
+    // Deep sleep only once the processors stayed asleep for a whole tick: a
+    // program that wakes every few hundred microseconds (timers, I/O) keeps
+    // the monitor on its backed-off ticks instead of poking it at every wake.
+    const std::uint64_t wakes = wakes_.load(std::memory_order_relaxed);
+    const bool quiet = wakes == std::exchange(wakes_seen, wakes);
+    if (quiet && all_idle()) {
       monitor_word_.store(0, std::memory_order_relaxed);
       monitor_asleep_.store(1, std::memory_order_seq_cst);
       std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -176,7 +186,8 @@ bool scheduler::work_waiting(processor& p) const noexcept {
   return p.ring.size() != 0 || p.runnext.load(std::memory_order_relaxed) != nullptr ||
          !p.inbox.empty() ||
          (!global_.empty() && nidle_.load(std::memory_order_relaxed) == 0 &&
-          nsearching_.load(std::memory_order_relaxed) == 0);
+          nsearching_.load(std::memory_order_relaxed) == 0) ||
+         p.loop->needs_service(steady_now_ns());
 }
 
 // retake_stuck_processors: step 1 of the design comment. Sets

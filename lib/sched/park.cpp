@@ -2,16 +2,24 @@
 //
 // A fiber's untimed wait_until (the common case: park(lock)), inline in
 // park.hpp, only settles the state word after the switch
-// (settle_after_switch). Every other fiber park
-// goes through block_fiber, whose after-switch step (finish_park, run by the
-// worker once the fiber's context is saved) does, in this order: arm the
-// deadline's timer, run the park_then step, settle the state word (step P).
-// The timer is armed only once the fiber has switched out: a timer firing
-// early would just be an early wake, which the state word absorbs, but the
-// entry lives on the fiber's stack and the resumed fiber cancels it, so it
-// must be in the heap by the time a waker can resume the fiber. Nothing of
-// the record is touched after the settling exchange: from then on a waker
-// may resume the fiber, which returns and frees the record.
+// (settle_after_switch). Every other fiber park goes through block_fiber,
+// whose after-switch step (finish_park, run by the worker once the fiber's
+// context is saved) does, in this order:
+//   1. run the park_then step `then` (submitting an I/O request, say), if any;
+//   2. arm the deadline's timer, if any, on this worker's loop;
+//   3. settle the state word (step P of park.hpp), and ready the fiber if a
+//      waker (or the timer) has been meanwhile.
+// The fiber cannot run again before step 3: a waker that comes during steps
+// 1-2, or the timer firing between 2 and 3 (on a thread that took over this
+// processor), finds the state `parking` and leaves the fiber to this worker. So no one touches the
+// park record, runs `then` or arms the timer after the fiber may have resumed, and a timer never
+// resumes a fiber whose park is not complete (the bug tests/fuzz found when the timer was armed
+// before `then` and could ready the fiber at once: tests/sched/park_test.cpp).
+// The timer goes in before step 3 because the resumed fiber cancels it: it
+// must be on the wheel (e->home set) by then. Nothing of the record is
+// touched after the settling exchange: from then on the fiber may resume,
+// return and free it. (The first fix, an `arming` flag that the resumed
+// fiber waited out, is not needed: no one readies the fiber before step 3.)
 #include "sched/park.hpp"
 
 #include <time.h>
@@ -85,8 +93,8 @@ void waiter::settle_after_switch(worker&, fiber* f, void* self) {
 
 void waiter::finish_park(worker&, fiber* f, void* record) {
   auto* park = static_cast<timed_park*>(record);
-  if (park->entry.deadline_ns != INT64_MAX) event_loop::get().add_timer(&park->entry);
   if (park->then != nullptr) park->then(park->then_arg);
+  if (park->entry.deadline_ns != INT64_MAX) event_loop::current().add_timer(&park->entry);
   if (park->parked->settle()) scheduler::get().ready(f, true);
 }
 
@@ -98,8 +106,7 @@ bool waiter::block_fiber(void (*then)(void*), void* arg, steady::time_point dead
   park_record.then = then;
   park_record.then_arg = arg;
   switch_out(finish_park, &park_record);
-  if (park_record.entry.deadline_ns != INT64_MAX)
-    event_loop::get().cancel_timer(&park_record.entry);
+  if (park_record.entry.deadline_ns != INT64_MAX) event_loop::cancel_timer(&park_record.entry);
   return !park_record.timed_out;
 }
 

@@ -38,12 +38,16 @@
 //   P. the parker:  if state is already woken before it switches out, it
 //                   does not switch at all. Otherwise, once the fiber has
 //                   switched out, its worker (in the after_switch step)
-//                   arms the deadline's timer, then prev := exchange(state,
-//                   parked); if prev == woken, the worker readies the fiber
+//                   runs park_then's step, arms the deadline's timer, then
+//                   prev := exchange(state, parked): its last touch of the
+//                   park. If prev == woken, the worker readies the fiber
 //                   itself (into its own runnext: the fiber resumes where it
 //                   parked).
 //   Exactly one side sees the other's value, so the fiber is readied exactly
-//   once, and only after its context is saved. Both exchanges are acq_rel:
+//   once, and only after its context is saved and its park is complete: a
+//   deadline's timer is a waker like any other (it claims, then wakes), so
+//   it cannot resume the fiber while its worker still runs the after_switch
+//   step (park.cpp, finish_park). Both exchanges are acq_rel:
 //   the waker's writes (W2 of chan_core.cpp: the value, the status) and the
 //   saved context are visible to whoever runs the fiber next.
 //   From a plain thread: the thread sleeps on the same word with a futex

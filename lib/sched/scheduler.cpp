@@ -8,7 +8,7 @@
 //   global queue where fibers go when they are readied by a thread without a
 //                processor (a plain thread, the I/O loop), or when a ring
 //                overflows, or when a busy processor offloads to an idle one.
-//   idle set     processors whose workers sleep on their futex word.
+//   idle set     processors whose workers sleep in their loops (event_loop.cpp).
 //   searching    a worker looking for work in the global queue and its inbox
 //                (spinning briefly before sleeping, or just woken by wakep).
 //   monitor      one thread that balances queues and watches for lost wake-ups.
@@ -48,7 +48,8 @@
 //   wakep(): CAS nsearching 0 -> 1 (at most one wake in flight, so a burst
 //     of submissions wakes one worker, not a herd); claim the lowest-index
 //     idle processor (removing it from the idle set, nidle -= 1) and set its
-//     wake word to wake_search, then FUTEX_WAKE it. The woken worker is
+//     wake word to wake_search, then wake its loop (uv_async_send: the
+//     worker sleeps in its processor's event loop). The woken worker is
 //     searching; when it finds work it stops searching and, if the global
 //     queue still has fibers, calls wakep() itself: wakes chain one at a time.
 //   Worker running out of work (wait_for_work):
@@ -59,16 +60,18 @@
 //     W4. seq_cst fence, then re-check the ring, runnext, inbox and global
 //         queue. If there is work: leave the idle set if still in it (else a
 //         claimer is about to wake us: fine, we consume the wake later);
-//     W5. FUTEX_WAIT while the wake word is 0.
+//     W5. sleep in the processor's event loop while the wake word is 0; if
+//         the loop itself readies fibers (I/O, timers), leave the idle set
+//         and run them (if a claimer was first, its wake is on the way).
 //   Why nothing is lost: the fences of S2 and W4 are ordered. If W4 comes
 //   first, S3 sees nsearching already decremented and nidle incremented, and
 //   wakes someone; if S2 comes first, W4 sees the pushed fiber. A processor
 //   claimed by a waker (W4 lost the race to leave the idle set) gets its wake
-//   word set before FUTEX_WAKE, and FUTEX_WAIT does not sleep on a non-zero
-//   word. The balancer claims an idle processor before filling its inbox, so
-//   the same argument covers it. The monitor also counts any fiber left
-//   queued while every processor sleeps (safety_net_wakes); tests assert
-//   the count stays zero.
+//   word set before its loop is woken, and the loop's wake (an eventfd
+//   write) is not lost if it comes before the worker blocks in epoll; W5
+//   re-reads the word after every poll. The balancer claims an idle processor before filling its
+//   inbox, so the same argument covers it. The monitor also counts any fiber left queued while
+//   every processor sleeps (safety_net_wakes); tests assert the count stays zero.
 //
 // Parking a fiber
 //   A fiber parks by switching to its worker's scheduler context, which then
@@ -79,6 +82,7 @@
 //   (lib/sched/park.hpp).
 #include "sched/scheduler.hpp"
 
+#include <signal.h>
 #include <sys/prctl.h>
 #include <time.h>
 
@@ -103,6 +107,7 @@ namespace {
 constexpr std::uint32_t global_check_period = 61;
 constexpr std::int64_t slice_ns = 2'000'000;  // runnext chains share at most one slice
 constexpr std::uint32_t max_global_batch = 128;
+constexpr std::size_t offload_batch = 32;  // take_readied splits larger batches
 
 std::atomic<scheduler*> the_scheduler{nullptr};
 __attribute__((tls_model("initial-exec"))) thread_local std::vector<fiber*>* ready_batch = nullptr;
@@ -139,6 +144,16 @@ std::int64_t coarse_now_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+// block_sigpipe: a worker runs libuv's writes (and fibers' raw writes) on
+// sockets whose peer may be gone: they fail with EPIPE instead of killing
+// the process (docs/errors.md).
+void block_sigpipe() noexcept {
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+}
+
 void requeue_after_yield(worker&, fiber* f, void* sched) {
   static_cast<scheduler*>(sched)->ready(f, false);
 }
@@ -161,12 +176,23 @@ scheduler* scheduler::started() noexcept { return the_scheduler.load(std::memory
 
 scheduler::scheduler(const options& opts) : options_(opts) {
   configure_stack_pool({options_.stack_size, options_.guarded_stacks});
+  const std::int64_t slack_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.timer_slack).count();
   for (std::size_t i = 0; i < options_.procs; ++i) {
     auto p = std::make_unique<processor>();
     p->index = static_cast<int>(i);
     p->random_state = 0x9e3779b97f4a7c15ull * (i + 1);
+    loops_.push_back(std::make_unique<event_loop>(p->index, slack_ns));
+    p->loop = loops_.back().get();
+    p->readied.reserve(run_queue::capacity);
     processors_.push_back(std::move(p));
   }
+}
+
+event_loop& scheduler::current_loop() const noexcept {
+  worker* w = current_worker();
+  if (w != nullptr && w->proc != nullptr) return *w->proc->loop;
+  return *processors_[0]->loop;
 }
 
 void scheduler::start_workers() {
@@ -202,6 +228,10 @@ void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site)
 }
 
 void scheduler::ready(fiber* f, bool next) noexcept {
+  if (ready_batch != nullptr) {  // a worker polling its loop
+    ready_batch->push_back(f);
+    return;
+  }
   worker* w = current_worker();
   if (w != nullptr && w->proc != nullptr) {
     if (w->current == nullptr) {  // scheduler context: we are inside the runtime already
@@ -215,18 +245,7 @@ void scheduler::ready(fiber* f, bool next) noexcept {
     }
     lose_processor(*w);
   }
-  if (w != nullptr) {
-    push_global(f);
-  } else if (ready_batch != nullptr) {
-    ready_batch->push_back(f);
-  } else {
-    push_global(f);
-  }
-}
-
-void scheduler::ready_all(std::vector<fiber*>& fibers) noexcept {
-  push_global_all(fibers.data(), fibers.size());
-  fibers.clear();
+  push_global(f);
 }
 
 void scheduler::set_ready_batch(std::vector<fiber*>* batch) noexcept { ready_batch = batch; }
@@ -323,6 +342,7 @@ void scheduler::fiber_finished(worker&, fiber* f) noexcept {
 
 void scheduler::worker_loop(worker& w) {
   enter_worker_thread(w);
+  block_sigpipe();
   for (;;) {
     if (w.proc == nullptr && !become_spare(w)) return;  // retired: w is gone
     execute(w, find_runnable(w));
@@ -359,6 +379,7 @@ fiber* scheduler::find_runnable(worker& w) {
     if (exiting.load(std::memory_order_relaxed)) sleep_forever();
     fiber* f = local_work(p);
     if (f == nullptr && (f = take_global(p)) != nullptr) start_slice(p, f);
+    if (f == nullptr && (f = poll_loop(p)) != nullptr) start_slice(p, f);
     if (f != nullptr) {
       if (w.searching) stop_searching(w);
       return f;
@@ -376,6 +397,7 @@ fiber* scheduler::local_work(processor& p) noexcept {
     if (!p.inbox.empty()) {
       if (fiber* f = drain_inbox(p)) return start_slice(p, f);
     }
+    if (fiber* f = poll_loop(p)) return start_slice(p, f);
   }
   if (fiber* f = take_runnext(p)) return f;
   if (fiber* f = p.ring.pop()) return start_slice(p, f);
@@ -422,6 +444,36 @@ fiber* scheduler::run_batch_locally(processor& p, fiber_batch& batch) noexcept {
   if (randomize_scheduler()) shuffle(batch, p.random_state);
   for (std::uint32_t i = 1; i < batch.size; ++i) push_ring_or_overflow(p, batch.items[i]);
   return batch.items[0];
+}
+
+// poll_loop: polls p's loop without blocking, if it has anything in
+// progress; returns one fiber it made runnable, the others queued.
+fiber* scheduler::poll_loop(processor& p) {
+  if (!p.loop->worth_polling(steady_now_ns())) return nullptr;
+  p.loop->poll(false, p.readied);
+  return take_readied(p);
+}
+
+// take_readied: returns the first fiber of p.readied and queues the rest on
+// p. A large batch (more than offload_batch) is split when another processor
+// is idle and nobody is searching: the second half goes to the global queue
+// (one wake). A small one stays: waking a second worker for a few short
+// fibers costs more than running them here, and the balancer spreads a
+// backlog that persists.
+fiber* scheduler::take_readied(processor& p) noexcept {
+  std::vector<fiber*>& readied = p.readied;
+  if (readied.empty()) return nullptr;
+  std::size_t keep = readied.size();
+  if (keep > offload_batch && nidle_.load(std::memory_order_relaxed) > 0 &&
+      nsearching_.load(std::memory_order_relaxed) == 0) {
+    keep = (keep + 1) / 2;
+    offloads_.fetch_add(readied.size() - keep, std::memory_order_relaxed);
+    push_global_all(readied.data() + keep, readied.size() - keep);
+  }
+  for (std::size_t i = 1; i < keep; ++i) push_ring_or_overflow(p, readied[i]);
+  fiber* first = readied.front();
+  readied.clear();
+  return first;
 }
 
 fiber* scheduler::take_global(processor& p) noexcept {
@@ -485,14 +537,31 @@ fiber* scheduler::wait_for_work(worker& w) {
   if (has_visible_work(p) && leave_idle_set(p)) return nullptr;
   sleeps_.fetch_add(1, std::memory_order_relaxed);
   const auto slept_at = std::chrono::steady_clock::now();
-  std::uint32_t why;
-  while ((why = p.wake_word.load(std::memory_order_acquire)) == wake_none) {  // W5
-    futex_wait(p.wake_word, wake_none);
-  }
+  fiber* f = sleep_in_loop(w, p);  // W5
   wakes_.fetch_add(1, std::memory_order_relaxed);
   adapt_spin(w, std::chrono::steady_clock::now() - slept_at);
-  w.searching = why == wake_search;
   if (monitor_asleep_.load(std::memory_order_seq_cst) != 0) wake_monitor();
+  return f;
+}
+
+// sleep_in_loop: step W5. The worker sleeps in its processor's loop until a
+// waker sets its wake word (and wakes the loop), or until the loop itself
+// makes fibers runnable (I/O, a timer): then the worker leaves the idle set
+// and runs them. If a waker claimed it meanwhile, its wake is on the way;
+// the fibers wait in the ring until it arrives.
+fiber* scheduler::sleep_in_loop(worker& w, processor& p) {
+  std::uint32_t why;
+  while ((why = p.wake_word.load(std::memory_order_acquire)) == wake_none) {
+    p.loop->poll(true, p.readied);
+    if (p.readied.empty()) continue;
+    if (leave_idle_set(p)) {
+      w.searching = false;
+      return take_readied(p);
+    }
+    for (fiber* f : p.readied) push_ring_or_overflow(p, f);
+    p.readied.clear();
+  }
+  w.searching = why == wake_search;
   return nullptr;
 }
 
@@ -533,7 +602,7 @@ processor* scheduler::claim_idle() noexcept {
 
 void scheduler::wake_processor(processor& p, wake_reason why) noexcept {
   p.wake_word.store(why, std::memory_order_release);
-  futex_wake(p.wake_word, 1);
+  p.loop->wake();
 }
 
 void scheduler::wakep() noexcept {

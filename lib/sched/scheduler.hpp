@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "io/event_loop.hpp"
 #include "sched/core.hpp"
 #include "sched/spinlock.hpp"
 #include "spindle/go.hpp"
@@ -34,11 +35,8 @@ class scheduler {
   // data its waker just touched); elsewhere to the global queue.
   void ready(fiber* f, bool next = true) noexcept;
 
-  // ready_all: makes every fiber of the list runnable (from a thread without
-  // a processor: one push to the global queue, at most one wake).
-  void ready_all(std::vector<fiber*>& fibers) noexcept;
   // set_ready_batch: from now on, fibers this thread readies collect in
-  // `batch` until ready_all(*batch) (the event loop's thread uses this).
+  // `batch` (nullptr: stop collecting). A worker polling its loop uses this.
   static void set_ready_batch(std::vector<fiber*>* batch) noexcept;
 
   // park: called by the running fiber. Switches it out, then runs
@@ -54,6 +52,11 @@ class scheduler {
   static fiber* running_fiber() noexcept;
 
   const options& config() const noexcept { return options_; }
+  std::size_t procs() const noexcept { return processors_.size(); }
+  // loop_of: processor i's event loop. current_loop: the caller's processor's
+  // loop, or processor 0's for a thread without a processor.
+  event_loop& loop_of(std::size_t i) const noexcept { return *processors_[i]->loop; }
+  event_loop& current_loop() const noexcept;
   stats snapshot() const noexcept;
 
   // Called from fiber_exited.
@@ -76,6 +79,9 @@ class scheduler {
   fiber* drain_inbox(processor& p) noexcept;
   fiber* wait_for_work(worker& w);
   fiber* spin_for_work(worker& w);
+  fiber* poll_loop(processor& p);
+  fiber* take_readied(processor& p) noexcept;
+  fiber* sleep_in_loop(worker& w, processor& p);
   void adapt_spin(worker& w, std::chrono::steady_clock::duration slept) noexcept;
   void execute(worker& w, fiber* f) noexcept;
 
@@ -119,6 +125,7 @@ class scheduler {
 
   options options_;
   std::vector<std::unique_ptr<processor>> processors_;
+  std::vector<std::unique_ptr<event_loop>> loops_;  // loops_[i] belongs to processors_[i]
   fiber_queue global_;
 
   std::mutex workers_mutex_;

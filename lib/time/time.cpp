@@ -1,12 +1,13 @@
-// lib/time/time.cpp: sleep, timer, ticker and after, on the event loop's timer heap.
+// lib/time/time.cpp: sleep, timer, ticker and after, on the event loops' timer heaps.
 //
 // A timer_state is one heap entry plus what firing does: send on a channel,
 // spawn a fiber, or (tickers) send and re-arm one period later. fire() runs
-// on the loop thread and never blocks: the channel has capacity 1 and is
+// on the owner of the loop it was armed on and never blocks: the channel has capacity 1 and is
 // written with try_send. The state belongs to its timer or ticker object;
 // destroying that object cancels the entry, waiting out a fire in progress,
 // so fire() never touches a freed state. after()'s states have no owner and
 // free themselves when they fire.
+#include <thread>
 #include <utility>
 
 #include "io/event_loop.hpp"
@@ -32,9 +33,9 @@ class timer_state {
 
   void arm(std::chrono::nanoseconds d) {
     entry_.deadline_ns = steady_now_ns() + std::max<std::int64_t>(d.count(), 0);
-    event_loop::get().add_timer(&entry_);
+    event_loop::current().add_timer(&entry_);
   }
-  bool cancel() noexcept { return event_loop::get().cancel_timer(&entry_); }
+  bool cancel() noexcept { return event_loop::cancel_timer(&entry_); }
   void set_period(std::chrono::nanoseconds period) noexcept { period_ns_ = period.count(); }
   const chan<steady_time>& channel() const noexcept { return channel_; }
 
@@ -57,7 +58,7 @@ class timer_state {
         break;
       case kind::tick:
         channel_.try_send(steady_time(now));
-        event_loop::get().rearm_timer(&entry_, next_tick(steady_now_ns()));
+        event_loop::rearm_timer(&entry_, next_tick(steady_now_ns()));
         break;
       case kind::send_once_and_free:
         channel_.try_send(steady_time(now));

@@ -10,7 +10,6 @@
 namespace spindle::detail {
 
 void timer_heap::push(timer_entry* e) {
-  e->sequence = next_sequence_++;
   slots_.push_back({e->deadline_ns, e->sequence, e});
   sift_up(slots_.size() - 1);
 }

@@ -62,9 +62,11 @@ TEST_CASE("a fiber blocked in a raw nanosleep does not stall timer fibers behind
 TEST_CASE("a spinning fiber does not stall timer fibers behind it") {
   const auto before = spindle::runtime_stats().handoffs;
   std::atomic<bool> stop{false};
+  std::atomic<std::size_t> running{0};
   std::vector<spindle::handle<bool>> hogs;
   for (std::size_t i = 0; i < procs(); ++i) {
-    hogs.push_back(spindle::go([&stop] {
+    hogs.push_back(spindle::go([&stop, &running] {
+      running.fetch_add(1);
       const auto give_up = std::chrono::steady_clock::now() + 5s;
       while (!stop.load(std::memory_order_relaxed)) {
         if (std::chrono::steady_clock::now() > give_up) return false;  // never handed off
@@ -72,6 +74,9 @@ TEST_CASE("a spinning fiber does not stall timer fibers behind it") {
       return true;
     }));
   }
+  // Every processor is hogged before the sleeper exists (a hog still queued
+  // behind another would leave a processor free for the sleeper).
+  REQUIRE(wait_until([&running] { return running.load() == procs(); }));
   auto sleeper = spindle::go([&stop] {
     for (int i = 0; i < 10; ++i) spindle::sleep_for(1ms);
     stop = true;

@@ -1,5 +1,5 @@
-// tests/time/time_test.cpp: sleep, timer, ticker, after, and the timer heap
-// under the event loop.
+// tests/time/time_test.cpp: sleep, timer, ticker, after, and the timer
+// wheel under the event loops.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 
 #include "io/event_loop.hpp"
 #include "scale.hpp"
+#include "time/timer_wheel.hpp"
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
@@ -56,7 +57,7 @@ TEST_CASE("sleep_for never returns early, from a fiber and from a thread") {
 }
 
 TEST_CASE("timers fire in deadline order, equal deadlines in the order they were set") {
-  auto& loop = spindle::detail::event_loop::get();
+  auto& loop = spindle::detail::event_loop::current();
   constexpr int count = 500;
   std::vector<recorded_timer> timers(count);
   std::vector<int> order;
@@ -80,6 +81,9 @@ TEST_CASE("timers fire in deadline order, equal deadlines in the order they were
     loop.add_timer(&t);
   }
   REQUIRE(ready_within(done));
+  // The last fire() is still running (it set the promise): cancel_timer waits
+  // it out, as it must before any entry's memory goes.
+  for (auto& t : timers) CHECK_FALSE(spindle::detail::event_loop::cancel_timer(&t));
   std::stable_sort(expected.begin(), expected.end(),
                    [](auto& a, auto& b) { return a.first < b.first; });
   std::vector<int> expected_order;
@@ -89,8 +93,7 @@ TEST_CASE("timers fire in deadline order, equal deadlines in the order they were
 
 TEST_CASE("a new earlier timer preempts a later one while the loop sleeps") {
   spindle::timer far(60s);
-  spindle::detail::event_loop::get()
-      .handle_count();  // a loop round trip: the loop now sleeps on `far`
+  spindle::detail::event_loop::handle_count();  // a round trip: the loops now sleep on `far`
   std::promise<steady::time_point> fired;
   auto when = fired.get_future();
   const auto start = steady::now();
@@ -159,8 +162,8 @@ TEST_CASE("after delivers once") {
 }
 
 TEST_CASE("100,000 sleeping fibers share one timer handle") {
-  auto& loop = spindle::detail::event_loop::get();
-  const std::size_t handles_before = loop.handle_count();
+  using spindle::detail::event_loop;
+  const std::size_t handles_before = event_loop::handle_count();
   constexpr int count = spindle_test::many_fibers(100'000);
   std::atomic<int> asleep{0};
   std::promise<void> gate;
@@ -174,10 +177,10 @@ TEST_CASE("100,000 sleeping fibers share one timer handle") {
     }));
   }
   REQUIRE(ready_within(all_asleep));
-  const std::size_t handles_during = loop.handle_count();
+  const std::size_t handles_during = event_loop::handle_count();
   for (auto& s : sleepers) s.join();
   CHECK(handles_during == handles_before);
-  CHECK(loop.pending_timers() == 0);
+  CHECK(event_loop::pending_timers() == 0);
 }
 
 TEST_CASE("timed waits from many threads and fibers at once") {
@@ -199,4 +202,103 @@ TEST_CASE("timed waits from many threads and fibers at once") {
   for (auto& t : threads) t.join();
   for (auto& f : fibers) f.join();
   CHECK(timeouts.load() == 4 * 50 + 100 * 20);
+}
+
+// The wheel on its own, on a simulated clock: 100 us slots, so its ring
+// reaches 102.4 ms ahead and later timers start in the overflow heap.
+namespace {
+
+using spindle::detail::timer_entry;
+using spindle::detail::timer_wheel;
+constexpr std::int64_t slot_ns = 100'000;
+
+// check_drain: advances the clock in random steps to `end`, checking that
+// each timer comes out once, never before its slot ends, and in (deadline,
+// insertion) order; returns how many came out.
+std::size_t check_drain(timer_wheel& wheel, std::vector<timer_entry>& entries, std::int64_t now,
+                        std::int64_t end, std::mt19937_64& rng) {
+  std::vector<timer_entry*> out;
+  std::size_t fired = 0;
+  while (now < end) {
+    now += static_cast<std::int64_t>(rng() % (3 * slot_ns));
+    const std::int64_t wake = wheel.next_wake();
+    out.clear();
+    wheel.take_due(now, out);
+    if (!out.empty()) CHECK(wake <= now);  // next_wake never hides a due slot
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      timer_entry* e = out[i];
+      CHECK(e->heap_index == timer_entry::not_queued);
+      CHECK(e->deadline_ns <= now);
+      CHECK((e->deadline_ns + slot_ns - 1) / slot_ns * slot_ns <= now);  // its slot ended
+      if (i > 0) {
+        const timer_entry* p = out[i - 1];
+        CHECK((p->deadline_ns < e->deadline_ns ||
+               (p->deadline_ns == e->deadline_ns && p < e)));  // entries were pushed in order
+      }
+      e->cancelled = true;  // marks "fired" for the caller
+    }
+    fired += out.size();
+  }
+  (void)entries;
+  return fired;
+}
+
+}  // namespace
+
+TEST_CASE("timer wheel: every timer fires once, in order, never before its slot ends") {
+  std::mt19937_64 rng(7);
+  const std::int64_t start = 5'000'000'000;
+  timer_wheel wheel(slot_ns, start);
+  std::vector<timer_entry> entries(20'000);
+  for (auto& e : entries) {  // within the ring, in the overflow heap, equal deadlines, past ones
+    e.deadline_ns = start - 1'000'000 + static_cast<std::int64_t>(rng() % 400) * 1'000'000 / 3;
+    wheel.push(&e);
+  }
+  CHECK(wheel.size() == entries.size());
+  const std::size_t fired = check_drain(wheel, entries, start, start + 200'000'000, rng);
+  CHECK(fired == entries.size());
+  CHECK(wheel.size() == 0);
+  CHECK(wheel.next_wake() == INT64_MAX);
+  for (auto& e : entries) CHECK(e.cancelled);
+}
+
+TEST_CASE("timer wheel: removal from a slot and from the overflow heap") {
+  const std::int64_t start = 1'000'000'000;
+  timer_wheel wheel(slot_ns, start);
+  std::vector<timer_entry> entries(6);
+  const std::int64_t deadlines[] = {start + 50'000,     start + 60'000,
+                                    start + 70'000,                           // one slot
+                                    start + 500'000,    start + 900'000'000,  // ring, overflow
+                                    start + 950'000'000};
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    entries[i].deadline_ns = deadlines[i];
+    CHECK(wheel.push(&entries[i]) >= deadlines[i]);
+  }
+  CHECK(wheel.next_wake() == start + slot_ns);
+  wheel.remove(&entries[0]);  // the last of the slot moves into its place
+  wheel.remove(&entries[2]);  // ... and is removed from there
+  wheel.remove(&entries[4]);  // overflow
+  CHECK(wheel.size() == 3);
+  std::vector<timer_entry*> out;
+  wheel.take_due(start + 2'000'000'000, out);  // a long absence: far past the ring
+  REQUIRE(out.size() == 3);
+  CHECK(out[0] == &entries[1]);
+  CHECK(out[1] == &entries[3]);
+  CHECK(out[2] == &entries[5]);
+  CHECK(wheel.size() == 0);
+}
+
+TEST_CASE("timer wheel: a timer set after a long idle gap still fires on time") {
+  const std::int64_t start = 1'000'000'000;
+  timer_wheel wheel(slot_ns, start);
+  std::vector<timer_entry*> out;
+  wheel.take_due(start + 10'000'000'000, out);  // nothing pending; the cursor jumps
+  timer_entry e;
+  e.deadline_ns = start + 10'000'000'000 + 250'000;
+  CHECK(wheel.push(&e) == start + 10'000'000'000 + 300'000);
+  wheel.take_due(start + 10'000'000'000 + 299'999, out);
+  CHECK(out.empty());
+  wheel.take_due(start + 10'000'000'000 + 300'000, out);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0] == &e);
 }
