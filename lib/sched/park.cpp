@@ -11,10 +11,12 @@
 //      waker (or the timer) has been meanwhile.
 // The fiber cannot run again before step 3: a waker that comes during steps
 // 1-2, or the timer firing between 2 and 3 (on a thread that took over this
-// processor), finds the state `parking` and leaves the fiber to this worker. So no one touches the
-// park record, runs `then` or arms the timer after the fiber may have resumed, and a timer never
-// resumes a fiber whose park is not complete (the bug tests/fuzz found when the timer was armed
-// before `then` and could ready the fiber at once: tests/sched/park_test.cpp).
+// processor), finds the state `parking` and leaves the fiber to this worker.
+// So no one touches the park record, runs `then` or arms the timer after the
+// fiber may have resumed, and a timer never resumes a fiber whose park is
+// not complete (the bug tests/fuzz found when the timer was armed before
+// `then` and could ready the fiber at once: tests/sched/park_test.cpp;
+// tests/model/timed_park_model.cpp checks every interleaving).
 // The timer goes in before step 3 because the resumed fiber cancels it: it
 // must be on the wheel (e->home set) by then. Nothing of the record is
 // touched after the settling exchange: from then on the fiber may resume,

@@ -1,4 +1,4 @@
-// tests/sched/park_test.cpp: waiter::park_then's contract with a deadline.
+// tests/sched/park_test.cpp: waiter::park_then never resumes a fiber before then() returned.
 #include <doctest/doctest.h>
 
 #include <atomic>
