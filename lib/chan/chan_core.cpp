@@ -24,10 +24,18 @@
 //     B1. lock the channel; poll: complete now if a partner or buffered
 //         element is there (then unlock, wake the partner if any, return);
 //     B2. otherwise set op.owner to a waiter on this stack, link op into recvq;
-//     B3. waiter::park_until(lock, deadline): the fiber switches out and
-//         only then does its worker release the channel lock (a plain thread
-//         unlocks, then sleeps on a futex word). No waker can see op before
-//         B2, and none can wake the owner before its fiber's context is saved.
+//     B3. waiter::park_until(lock, deadline): unlock, then switch out (a
+//         plain thread sleeps on a futex word). No waker can see op before
+//         B2. A waker may claim and wake the owner while its fiber is still
+//         switching out: the waiter's state word (lib/sched/park.hpp) then
+//         has the parker's own worker ready the fiber once its context is
+//         saved, so the lock is never held across a switch and nobody spins
+//         on it while a parker switches out. (Go holds the lock across the
+//         switch, in park_m's unlockf; its switch to g0 is cheaper than ours.)
+//         A deadline's timer is armed by the parker's worker after the
+//         switch, before it settles the state word, and wakes like any
+//         waker (claim, then wake through the state word): it never
+//         resumes the fiber before the worker is done with its park.
 //     B4. on return, op.status says how the op ended (done or closed), written
 //         by the waker before wake(); nothing else to re-check, no re-lock.
 //         A timed park that returns false (deadline, nobody claimed) re-locks
@@ -40,7 +48,8 @@
 //         op.status;
 //     W3. release the lock, then owner->wake() (Go: never ready a G while
 //         holding a channel lock). The wake readies a fiber into the waker's
-//         runnext, so the woken receiver runs next on the sender's processor.
+//         runnext, so the woken receiver runs next on the sender's processor
+//         (or, when woken while still switching out, on its own processor).
 //         After wake() the op and its owner may be gone: read nothing after it.
 //   Ordering: the waker's writes of W2 happen before the owner's reads in B4
 //   through the wake (run-queue release/acquire, or the futex word).

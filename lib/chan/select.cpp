@@ -16,13 +16,13 @@
 //      completed (if any), and returns that case. None ready and a default
 //      case: unlock, return select_default.
 //   2. Link every case's op into its channel's queue, all owned by one
-//      waiter on this stack, and park with waiter::park_then, whose step
-//      releases every channel lock (reverse order) only after the fiber has
-//      switched out (Go's selparkcommit): no waker can ready a fiber that is
-//      still running. A waker on any channel claims the waiter (try_claim:
-//      exactly one case wins), completes that op under its channel's lock,
-//      unlocks and wakes it. Wakers on the other channels fail to claim and
-//      drop the entries they find (Go's selectDone CAS in waitq.dequeue).
+//      waiter on this stack, release every channel lock (reverse order) and
+//      block in waiter::wait_until. A waker on any channel may then claim the
+//      waiter (try_claim: exactly one case wins), complete that op under its
+//      channel's lock, unlock and wake it, even before the fiber has switched
+//      out: the waiter's state word (park.hpp) makes sure it is readied once,
+//      after its context is saved. Wakers on the other channels fail to claim
+//      and drop the entries they find (Go's selectDone CAS in waitq.dequeue).
 //   3. After the wake (or the deadline), lock all channels again and unlink
 //      the entries nobody dropped; the one op whose status is no longer
 //      pending is the case that fired. On timeout none is.
@@ -86,14 +86,11 @@ class locked_cases {
   std::size_t count_;
 };
 
-// unlock_cases: the after-switch step of a parked select.
-void unlock_cases(void* locks) { static_cast<locked_cases*>(locks)->unlock(); }
-
 // sleep_until_deadline: a select whose every case is disabled and which has a
 // deadline simply waits for it (nobody can claim its waiter but the deadline).
 void sleep_until_deadline(time_point deadline) noexcept {
   waiter self;
-  self.park_then([](void*) {}, nullptr, deadline);
+  self.wait_until(deadline);
 }
 
 // nothing_enabled: the outcome of a select without an enabled case.
@@ -137,7 +134,8 @@ std::size_t wait_for_case(chan_op* ops, const std::uint16_t* lock_order, std::si
     op.status = op_status::pending;
     channel::of(op.channel).enqueue(op);
   }
-  self.park_then(unlock_cases, &locks, deadline);
+  locks.unlock();
+  self.wait_until(deadline);
 
   std::size_t winner = select_timeout;
   locks.lock();

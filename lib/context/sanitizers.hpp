@@ -7,7 +7,7 @@
 // __sanitizer_finish_switch_fiber, on arrival, tells where we came from.
 // TSan keeps a logical "fiber" per stack: __tsan_create_fiber for each fiber,
 // __tsan_switch_to_fiber right before each switch. The calls sit in
-// lib/context/switch.cpp only.
+// lib/context/switch.hpp and switch.cpp only.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +37,26 @@
 #endif
 
 namespace spindle::detail {
+
+// Sanitizer brackets around one jump. `to_bottom/to_size` is the stack we go to;
+// `fake_stack` is where ASan keeps the leaving stack's fake frames (nullptr when
+// the leaving stack is finished for good).
+inline void before_jump([[maybe_unused]] void** fake_stack, [[maybe_unused]] const void* to_bottom,
+                        [[maybe_unused]] std::size_t to_size,
+                        [[maybe_unused]] void* to_tsan_fiber) noexcept {
+#if SPINDLE_ASAN
+  __sanitizer_start_switch_fiber(fake_stack, to_bottom, to_size);
+#endif
+#if SPINDLE_TSAN
+  __tsan_switch_to_fiber(to_tsan_fiber, 0);
+#endif
+}
+
+inline void after_jump([[maybe_unused]] void* fake_stack) noexcept {
+#if SPINDLE_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+}
 
 // unpoison_stack: clears ASan's marks left on a stack by frames that never
 // returned (a finished fiber's entry frames), before the stack is reused.

@@ -36,8 +36,9 @@ std::size_t round_to_pages(std::size_t n) noexcept {
 // stacks themselves: reusing a stack then touches no cold memory.
 struct size_class {
   std::vector<fiber_stack> free;
-  char* carve_next = nullptr;  // next unused [guard][stack] in the current slab
-  char* carve_end = nullptr;
+  char* carve_next = nullptr;   // next unused [guard][stack] in the current slab
+  char* carve_end = nullptr;    // end of the stacks; the slab's records follow
+  char* record_next = nullptr;  // the record slot of the stack carve_next
 };
 
 struct pool {
@@ -54,9 +55,11 @@ pool& the_pool() {
   return *p;
 }
 
+// new_slab: one mapping of [guard][stack] x count, then count record slots.
 void new_slab(size_class& c, std::size_t stride) {
   const std::size_t count = slab_bytes / stride > 0 ? slab_bytes / stride : 1;
-  void* mem = mmap(nullptr, count * stride, PROT_READ | PROT_WRITE,
+  const std::size_t records = round_to_pages(count * stack_record_bytes);
+  void* mem = mmap(nullptr, count * stride + records, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (mem == MAP_FAILED) {
     throw resource_error(errno, std::generic_category(),
@@ -64,6 +67,7 @@ void new_slab(size_class& c, std::size_t stride) {
   }
   c.carve_next = static_cast<char*>(mem);
   c.carve_end = c.carve_next + count * stride;
+  c.record_next = c.carve_end;
   the_pool().slabs.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -73,7 +77,8 @@ fiber_stack carve(pool& p, size_class& c, std::size_t size) {
   if (c.carve_next == c.carve_end) new_slab(c, stride);
   char* guard = c.carve_next;
   c.carve_next += stride;
-  fiber_stack s{guard + page_size(), size, false};
+  fiber_stack s{guard + page_size(), size, c.record_next, false};
+  c.record_next += stack_record_bytes;
   if (p.guarded.load(std::memory_order_relaxed) < p.guard_budget &&
       mprotect(guard, page_size(), PROT_NONE) == 0) {
     s.guarded = true;

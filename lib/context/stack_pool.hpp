@@ -13,7 +13,15 @@
 //      PROT_NONE for the first options::guarded_stacks stacks carved (two
 //      mappings each), and left readable for the rest. The policy is in
 //      docs/design.md ("Stacks").
-//   3. Freed stacks go on free lists and are reused as they are, without a
+//   3. Each stack comes with a record slot of stack_record_bytes, in a dense
+//      array at the end of its slab (above every stack's top, where no
+//      overflow reaches), where the scheduler keeps the fiber's control
+//      block. Spawning a fiber writes only its record; the stack's first
+//      page is touched (and faulted in, zeroed by the kernel) by the worker
+//      that first runs it. So a thread that spawns a million fibers spends
+//      no time in page faults for their stacks (the workers take them, in
+//      parallel), and the records of 32 fibers share one page.
+//   4. Freed stacks go on free lists and are reused as they are, without a
 //      system call: a per-thread cache for the default size (refilled and
 //      spilled in batches under a lock), a locked list per other size.
 //      Pages a fiber touched stay committed while the stack is cached.
@@ -23,10 +31,16 @@
 
 namespace spindle::detail {
 
-// fiber_stack: one stack's usable memory, [bottom, bottom + size).
+// stack_record_bytes: the size of the record slot that comes with a stack
+// (aligned to it, so two fibers' records never share a cache line pair).
+inline constexpr std::size_t stack_record_bytes = 128;
+
+// fiber_stack: one stack's usable memory, [bottom, bottom + size), and its
+// record slot (stack_record_bytes, never touched by the pool).
 struct fiber_stack {
   char* bottom = nullptr;
   std::size_t size = 0;
+  void* record = nullptr;
   bool guarded = false;
   char* top() const noexcept { return bottom + size; }
 };

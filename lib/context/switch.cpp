@@ -25,26 +25,6 @@ struct no_deallocation {
   void deallocate(boost::context::stack_context&) noexcept {}
 };
 
-// Sanitizer brackets around one jump. `to_bottom/to_size` is the stack we go to;
-// `fake_stack` is where ASan keeps the leaving stack's fake frames (nullptr when
-// the leaving stack is finished for good).
-inline void before_jump([[maybe_unused]] void** fake_stack, [[maybe_unused]] const void* to_bottom,
-                        [[maybe_unused]] std::size_t to_size,
-                        [[maybe_unused]] void* to_tsan_fiber) noexcept {
-#if SPINDLE_ASAN
-  __sanitizer_start_switch_fiber(fake_stack, to_bottom, to_size);
-#endif
-#if SPINDLE_TSAN
-  __tsan_switch_to_fiber(to_tsan_fiber, 0);
-#endif
-}
-
-inline void after_jump([[maybe_unused]] void* fake_stack) noexcept {
-#if SPINDLE_ASAN
-  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
-#endif
-}
-
 }  // namespace
 
 __attribute__((noinline)) worker* current_worker() noexcept {
@@ -71,15 +51,16 @@ void enter_worker_thread(worker& w) noexcept {
   install_overflow_handler();
 }
 
-void prepare_fiber(fiber& f, char* record_top) {
+// build_first_frame: builds f's initial context at the top of its stack (the
+// first write to the stack). The fiber will start in fiber_main(f).
+void build_first_frame(fiber& f) {
   namespace ctx = boost::context;
   ctx::stack_context whole;
   whole.size = f.stack.size;
   whole.sp = f.stack.top();
-  const std::size_t usable = static_cast<std::size_t>(record_top - f.stack.bottom);
   fiber* self = &f;
   f.context =
-      ctx::fiber(std::allocator_arg, ctx::preallocated(record_top, usable, whole),
+      ctx::fiber(std::allocator_arg, ctx::preallocated(f.stack.top(), f.stack.size, whole),
                  no_deallocation{}, [self](ctx::fiber&& scheduler) -> ctx::fiber {
                    after_jump(nullptr);
                    current_worker()->scheduler_context = std::move(scheduler);
@@ -90,24 +71,12 @@ void prepare_fiber(fiber& f, char* record_top) {
                    before_jump(nullptr, w.thread_stack_bottom, w.thread_stack_size, w.tsan_fiber);
                    return std::move(w.scheduler_context);
                  });
+}
+
+void prepare_fiber([[maybe_unused]] fiber& f) noexcept {
 #if SPINDLE_TSAN
   f.tsan_fiber = __tsan_create_fiber(0);
 #endif
-}
-
-void run_fiber(worker& w, fiber& f) noexcept {
-  before_jump(&w.asan_fake_stack, f.stack.bottom, f.stack.size, f.tsan_fiber);
-  f.context = std::move(f.context).resume();
-  after_jump(w.asan_fake_stack);
-}
-
-void switch_to_scheduler(fiber& f) noexcept {
-  check_unguarded_overflow(f, false);
-  worker* w = current_worker();
-  before_jump(&f.asan_fake_stack, w->thread_stack_bottom, w->thread_stack_size, w->tsan_fiber);
-  boost::context::fiber scheduler = std::move(w->scheduler_context).resume();
-  after_jump(f.asan_fake_stack);
-  current_worker()->scheduler_context = std::move(scheduler);
 }
 
 void release_fiber_sanitizer_state([[maybe_unused]] fiber& f) noexcept {

@@ -30,12 +30,13 @@ struct worker;
 class event_loop;
 
 struct fiber {
-  // context: the saved registers of a suspended fiber; empty while it runs.
+  // context: the saved registers of a suspended fiber; empty while it runs,
+  // and before its first run (run_fiber builds the first frame then).
   // Written by the worker that switched away from it, read by the next worker
   // to run it; the hand-over goes through a run queue (release/acquire).
   boost::context::fiber context;
   task_base* task;    // holds one reference until the task completes
-  fiber_stack stack;  // the fiber struct itself lives at the top of it
+  fiber_stack stack;  // the fiber struct itself lives in the stack's record slot
   std::uint64_t id;
   const void* spawn_site = nullptr;  // where go() was called, for diagnostics
 
@@ -46,6 +47,7 @@ struct fiber {
   // running: 1 while a worker runs the fiber; checks that no fiber runs twice.
   std::atomic<std::uint32_t> running{0};
 };
+static_assert(sizeof(fiber) <= stack_record_bytes && alignof(fiber) <= stack_record_bytes);
 
 // wake reasons stored in processor::wake_word.
 enum wake_reason : std::uint32_t {

@@ -1,26 +1,30 @@
-// lib/sched/park.cpp: waiter; see park.hpp.
+// lib/sched/park.cpp: waiter; the protocol is in park.hpp.
 //
-// Every park goes through park_then. From a fiber, the deadline's timer is
-// armed only once the fiber has switched out (in the after_switch action):
-// a timer that fired earlier could otherwise ready a fiber whose context is
-// not saved yet. Inside the action:
-//   1. `then` runs first (releasing the primitive's lock, or submitting an
-//      I/O request). Nothing may resume the fiber before it returns: a timer
-//      armed earlier could fire meanwhile and resume the fiber on another
-//      worker while this one is still about to call `then`, which would read
-//      the park record from a dead frame and release a lock the fiber has
-//      moved past (tests/sched/park_test.cpp; found by tests/fuzz).
-//   2. The timer is armed. A waker may already have resumed the fiber (it
-//      can claim it once `then` released the lock), so the record must stay
-//      alive: the fiber waits in park_then while `arming` is set.
-//   3. `arming` is cleared (release), the action's last touch of the record;
-//      the fiber then cancels the timer and returns.
+// A fiber's untimed wait_until (the common case: park(lock)), inline in
+// park.hpp, only settles the state word after the switch
+// (settle_after_switch). Every other fiber park goes through block_fiber,
+// whose after-switch step (finish_park, run by the worker once the fiber's
+// context is saved) does, in this order:
+//   1. run the park_then step `then` (submitting an I/O request, say), if any;
+//   2. arm the deadline's timer, if any, on this worker's loop;
+//   3. settle the state word (step P of park.hpp), and ready the fiber if a
+//      waker (or the timer) has been meanwhile.
+// The fiber cannot run again before step 3: a waker that comes during steps
+// 1-2, or the timer firing between 2 and 3 (on a thread that took over this
+// processor), finds the state `parking` and leaves the fiber to this worker.
+// So no one touches the park record, runs `then` or arms the timer after the
+// fiber may have resumed, and a timer never resumes a fiber whose park is
+// not complete (the bug tests/fuzz found when the timer was armed before
+// `then` and could ready the fiber at once: tests/sched/park_test.cpp;
+// tests/model/timed_park_model.cpp checks every interleaving).
+// The timer goes in before step 3 because the resumed fiber cancels it: it
+// must be on the wheel (e->home set) by then. Nothing of the record is
+// touched after the settling exchange: from then on the fiber may resume,
+// return and free it. (The first fix, an `arming` flag that the resumed
+// fiber waited out, is not needed: no one readies the fiber before step 3.)
 #include "sched/park.hpp"
 
-#include <sched.h>
 #include <time.h>
-
-#include <atomic>
 
 #include "io/event_loop.hpp"
 #include "os/futex.hpp"
@@ -31,6 +35,10 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
+// settle_spins: how many pauses (each some tens of ns) wake() waits for a
+// fiber that is switching out to finish (see park.hpp, step W).
+constexpr int settle_spins = 16;
+
 // timed_park: a parked fiber's deadline and after-park step, on its stack.
 struct timed_park {
   timer_entry entry;  // first member: fire() gets &entry
@@ -38,7 +46,6 @@ struct timed_park {
   void (*then)(void*);
   void* then_arg;
   bool timed_out = false;
-  std::atomic<bool> arming{true};  // the after_switch action still uses this record
 };
 
 void fire_timed_park(timer_entry* e) noexcept {
@@ -49,47 +56,29 @@ void fire_timed_park(timer_entry* e) noexcept {
   }
 }
 
-void then_arm_after_switch(worker&, fiber*, void* arg) {
-  auto* park = static_cast<timed_park*>(arg);
-  park->then(park->then_arg);
-  if (park->entry.deadline_ns != INT64_MAX) event_loop::current().add_timer(&park->entry);
-  park->arming.store(false, std::memory_order_release);
-}
-
-// wait_until_armed: a fiber resumed by a waker right after `then` waits for
-// its old worker to finish step 2 (a few instructions, unless the OS
-// preempted that worker).
-void wait_until_armed(const timed_park& park) noexcept {
-  for (int spins = 0; park.arming.load(std::memory_order_acquire); ++spins) {
-    if (spins < 64) {
-      cpu_relax();
-    } else {
-      sched_yield();
-    }
-  }
-}
-
-void unlock_word(void* lock_word) {
-  spinlock_ref(*static_cast<std::atomic<std::uint32_t>*>(lock_word)).unlock();
-}
-
 std::int64_t to_ns(steady::time_point t) noexcept {
   if (t == steady::time_point::max()) return INT64_MAX;
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+bool passed(steady::time_point deadline) noexcept {
+  return deadline != steady::time_point::max() && deadline <= steady::now();
 }
 
 }  // namespace
 
 waiter::waiter() noexcept : fiber_(scheduler::running_fiber()) {}
 
-void waiter::park(spinlock_ref lock) noexcept { park_then(unlock_word, &lock.word()); }
-
-bool waiter::park_until(spinlock_ref lock, steady::time_point deadline) noexcept {
-  return park_then(unlock_word, &lock.word(), deadline);
+// wait_until_slow: a plain thread's wait, or a fiber's timed one.
+bool waiter::wait_until_slow(steady::time_point deadline) noexcept {
+  if (passed(deadline) && try_claim()) return false;
+  if (fiber_ == nullptr) return block_thread_until(deadline);
+  if (state_.load(std::memory_order_acquire) == woken) return true;  // no need to switch out
+  return block_fiber(nullptr, nullptr, deadline);
 }
 
 bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadline) noexcept {
-  if (deadline != steady::time_point::max() && deadline <= steady::now() && try_claim()) {
+  if (passed(deadline) && try_claim()) {
     then(arg);
     return false;
   }
@@ -97,45 +86,65 @@ bool waiter::park_then(void (*then)(void*), void* arg, steady::time_point deadli
     then(arg);
     return block_thread_until(deadline);
   }
+  return block_fiber(then, arg, deadline);
+}
+
+void waiter::settle_after_switch(worker&, fiber* f, void* self) {
+  if (static_cast<waiter*>(self)->settle()) scheduler::get().ready(f, true);
+}
+
+void waiter::finish_park(worker&, fiber* f, void* record) {
+  auto* park = static_cast<timed_park*>(record);
+  if (park->then != nullptr) park->then(park->then_arg);
+  if (park->entry.deadline_ns != INT64_MAX) event_loop::current().add_timer(&park->entry);
+  if (park->parked->settle()) scheduler::get().ready(f, true);
+}
+
+bool waiter::block_fiber(void (*then)(void*), void* arg, steady::time_point deadline) noexcept {
   timed_park park_record;
   park_record.entry.deadline_ns = to_ns(deadline);
   park_record.entry.fire = fire_timed_park;
   park_record.parked = this;
   park_record.then = then;
   park_record.then_arg = arg;
-  scheduler::get().park(then_arm_after_switch, &park_record);
-  wait_until_armed(park_record);
+  switch_out(finish_park, &park_record);
   if (park_record.entry.deadline_ns != INT64_MAX) event_loop::cancel_timer(&park_record.entry);
   return !park_record.timed_out;
 }
 
 bool waiter::block_thread_until(steady::time_point deadline) noexcept {
   for (;;) {
-    if (woken_.load(std::memory_order_acquire) != 0) return true;
+    if (state_.load(std::memory_order_acquire) == woken) return true;
     if (deadline == steady::time_point::max()) {
-      futex_wait(woken_, 0);
+      futex_wait(state_, parking);
       continue;
     }
     const auto left = deadline - steady::now();
     if (left <= left.zero()) {
       if (try_claim()) return false;
-      while (woken_.load(std::memory_order_acquire) == 0) futex_wait(woken_, 0);
+      while (state_.load(std::memory_order_acquire) != woken) futex_wait(state_, parking);
       return true;
     }
     const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(left);
     const timespec relative{static_cast<time_t>(seconds.count()),
                             static_cast<long>(std::chrono::nanoseconds(left - seconds).count())};
-    futex_wait(woken_, 0, &relative);
+    futex_wait(state_, parking, &relative);
   }
 }
 
 void waiter::wake() noexcept {
   if (fiber* f = fiber_) {
-    scheduler::get().ready(f, true);
+    for (int spins = 0; spins < settle_spins && state_.load(std::memory_order_relaxed) == parking;
+         ++spins) {
+      cpu_relax();
+    }
+    if (state_.exchange(woken, std::memory_order_acq_rel) == parked) {
+      scheduler::get().ready(f, true);
+    }
     return;
   }
-  woken_.store(1, std::memory_order_release);
-  futex_wake(woken_, 1);
+  state_.store(woken, std::memory_order_release);
+  futex_wake(state_, 1);
 }
 
 }  // namespace spindle::detail

@@ -76,9 +76,10 @@
 // Parking a fiber
 //   A fiber parks by switching to its worker's scheduler context, which then
 //   runs the fiber's after_switch action (Go's mcall/park_m). Primitives
-//   register a waiter under their lock and release that lock in the action,
-//   after the fiber's context is saved, so a waker can never resume a fiber
-//   that has not finished switching out.
+//   register a waiter under their lock, release the lock and park; the
+//   waiter's state word, settled in the after_switch action, makes sure a
+//   waker never resumes a fiber that has not finished switching out
+//   (lib/sched/park.hpp).
 #include "sched/scheduler.hpp"
 
 #include <signal.h>
@@ -216,15 +217,13 @@ void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site)
     t->release();
     throw;
   }
-  char* top = stack.top() - sizeof(fiber);
-  top -= reinterpret_cast<std::uintptr_t>(top) % alignof(fiber);
-  fiber* f = new (top) fiber{};
+  fiber* f = new (stack.record) fiber{};
   f->task = t;
   f->stack = stack;
   f->id = next_fiber_id_.fetch_add(1, std::memory_order_relaxed);
   f->spawn_site = site;
   task_access::start(*t, f->id, opts.name);
-  prepare_fiber(*f, top);
+  prepare_fiber(*f);
   ready(f, true);
 }
 
@@ -317,13 +316,7 @@ void scheduler::after_global_push() noexcept {
 // ---------------------------------------------------------------------------
 // Parking, yielding, exiting.
 
-void scheduler::park(after_switch_fn action, void* arg) noexcept {
-  worker* w = current_worker();
-  fiber* f = w->current;
-  w->after_switch = action;
-  w->after_switch_arg = arg;
-  switch_to_scheduler(*f);
-}
+void scheduler::park(after_switch_fn action, void* arg) noexcept { switch_out(action, arg); }
 
 void scheduler::yield_fiber() noexcept { park(requeue_after_yield, this); }
 

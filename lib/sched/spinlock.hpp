@@ -1,10 +1,10 @@
 // lib/sched/spinlock.hpp: the short lock that guards run-queue and primitive state.
 //
 // Critical sections under a spinlock are a handful of pointer writes; none
-// blocks or allocates. A fiber may hold one across its switch to the
-// scheduler: the scheduler releases it on the same thread right after the
-// switch (see park() in lib/sched/park.hpp), which is why this is a spinlock
-// and not a std::mutex-style lock tied to sleeping. After a short spin the
+// blocks or allocates, and none spans a context switch (a parking fiber
+// releases its primitive's lock before it switches out, see
+// lib/sched/park.hpp): holders never sleep, so spinning beats sleeping.
+// After a short spin the
 // waiting thread yields its CPU, so a holder preempted by the kernel is not
 // starved by the spinners.
 #pragma once

@@ -1,8 +1,8 @@
 // lib/sync/cond.cpp: spindle::cond, a condition variable for spindle::mutex.
 //
 // wait() queues its node under the cond's spinlock and releases the user's
-// mutex while still holding that spinlock, then parks (the spinlock is
-// released after the switch-out). A notifier that changed the state under
+// mutex while still holding that spinlock, then parks (releasing the
+// spinlock). A notifier that changed the state under
 // the mutex therefore finds the waiter queued: there is no window between
 // "released the mutex" and "visible to notify" (the lost wake-up of a naive
 // condition variable). Lock order: cond spinlock, then the mutex's internal

@@ -3,9 +3,10 @@
 // Every primitive in lib/sync follows the park protocol of lib/sched/park.hpp
 // with one shape:
 //   1. Under the primitive's spinlock, a caller that must wait links a
-//      wait_node (on its own stack) into a wait_queue and calls park(lock):
-//      the lock is released only after a fiber has switched out, or, on a
-//      plain thread, before it sleeps on its futex word.
+//      wait_node (on its own stack) into a wait_queue and calls park(lock),
+//      which releases the lock and blocks; a waker may find and wake the
+//      node at once, even before the fiber has switched out (the waiter's
+//      state word then has the fiber readied once it has, park.hpp).
 //   2. A waker, under the same lock, pops nodes with pop_claimed(), which
 //      returns only nodes whose waiter it could claim (a node past its
 //      deadline is claimed by its owner and is skipped), records the outcome

@@ -1,6 +1,6 @@
 // tests/model/claim_model.cpp: the waiter claim protocol, model-checked.
 //
-// The protocol is in lib/sched/park.hpp (try_claim, park_until) with its
+// The protocol is in lib/sched/park.hpp (try_claim, wait_until) with its
 // users in lib/chan/select.cpp: a plain thread B blocks in a select with a
 // receive case on each of two channels and a deadline; a sender on each
 // channel (A0, A1) finds B's entry in its channel's queue. Exactly one
@@ -12,16 +12,21 @@
 //     timeout would be lost);
 //   - no sender completes a case after B has returned (B's stack is gone);
 //   - B never sleeps forever (terminal condition).
+// A fiber in B's place parks through the waiter's state word instead of the
+// futex; the claim is the same CAS, and timed_park_model.cpp checks the
+// fiber's side (the switch, the timer, the state word).
 //
 // Model step                 real code
-//   B_UNLOCK0/1              select.cpp wait_for_case: park_then(unlock_cases)
-//                            from a thread releases every channel lock
-//                            before blocking (spinlock unlock: a store)
-//   B_CHECK, B_FUTEX,        park.cpp block_thread_until: woken_ load,
-//   SLEEP_TIMED              timed futex_wait (may return at the deadline)
+//   B_UNLOCK0/1              select.cpp wait_for_case: locks.unlock()
+//                            releases every channel lock before blocking
+//                            (spinlock unlock: a store), then
+//                            waiter::wait_until -> wait_until_slow
+//   B_CHECK, B_FUTEX,        park.cpp block_thread_until: state_ load (is it
+//   SLEEP_TIMED              woken?), timed futex_wait on state_ (may return
+//                            at the deadline)
 //   B_DEADLINE               the deadline passed: try_claim; on failure a
 //                            waker owns the waiter: B_WAKEWAIT, B_FUTEX2,
-//                            SLEEP wait for woken_ without a deadline
+//                            SLEEP wait for woken without a deadline
 //   B_RELOCK0/1, B_SCAN      wait_for_case: lock every channel again, unlink
 //                            the entries nobody dropped, read the statuses
 //   A_LOCK, A_POP            chan_core.cpp poll_send under the channel lock:
@@ -29,7 +34,8 @@
 //   A_CLAIM                  calls waiter::try_claim (CAS unclaimed->claimed)
 //   A_COMPLETE, A_UNLOCK     move the value into the receiver's slot, set
 //                            status (plain stores), unlock
-//   A_WAKE, A_FUTEX          waiter::wake: woken_ := 1 (release), FUTEX_WAKE
+//   A_WAKE, A_FUTEX          park.cpp waiter::wake for a thread: state_ :=
+//                            woken (release), FUTEX_WAKE
 #include <doctest/doctest.h>
 
 #include <string>
@@ -43,7 +49,7 @@ namespace {
 using model::u8;
 
 constexpr int waiter_thread = 2, nthreads = 3;  // senders are threads 0 and 1
-enum var : int { CLAIM, WOKEN, STATUS0, STATUS1, LOCK0, LOCK1, nvars };
+enum var : int { CLAIM, STATE, STATUS0, STATUS1, LOCK0, LOCK1, nvars };
 
 enum pc : u8 {
   A_LOCK,
@@ -177,8 +183,8 @@ struct claim_model {
         if (!n.mem.store(i, LOCK0 + i, 0)) return;
         return go(out, n, i, A_WAKE, "unlocks");
       case A_WAKE:
-        if (!n.mem.store(i, WOKEN, 1)) return;
-        return go(out, n, i, A_FUTEX, "woken_ := 1");
+        if (!n.mem.store(i, STATE, 1)) return;
+        return go(out, n, i, A_FUTEX, "state_ := woken");
       case A_FUTEX:
         if (!m.drained(i)) return;
         if (s.pc[waiter_thread] == SLEEP_TIMED) n.pc[waiter_thread] = B_CHECK;
@@ -204,12 +210,12 @@ struct claim_model {
         return go(out, n, b, i == 0 ? B_UNLOCK1 : B_CHECK, "unlocks a channel");
       }
       case B_CHECK:
-        if (m.load(b, WOKEN) != 0) return go(out, n, b, B_RELOCK0, "woken_ is 1");
+        if (m.load(b, STATE) != 0) return go(out, n, b, B_RELOCK0, "state_ is woken");
         if (s.expired) return go(out, n, b, B_DEADLINE, "deadline passed");
-        return go(out, n, b, B_FUTEX, "woken_ is 0");
+        return go(out, n, b, B_FUTEX, "state_ is parking");
       case B_FUTEX:
         if (!m.drained(b)) return;
-        if (m.memory[WOKEN] != 0) return go(out, n, b, B_CHECK, "FUTEX_WAIT: word changed");
+        if (m.memory[STATE] != 0) return go(out, n, b, B_CHECK, "FUTEX_WAIT: word changed");
         return go(out, n, b, SLEEP_TIMED, "FUTEX_WAIT (timed): sleeps");
       case SLEEP_TIMED:
         n.expired = 1;
@@ -227,11 +233,11 @@ struct claim_model {
         n.timed_out = 1;
         return go(out, n, b, B_RELOCK0, "try_claim succeeds: timed out");
       case B_WAKEWAIT:
-        if (m.load(b, WOKEN) != 0) return go(out, n, b, B_RELOCK0, "woken_ is 1");
-        return go(out, n, b, B_FUTEX2, "woken_ is 0");
+        if (m.load(b, STATE) != 0) return go(out, n, b, B_RELOCK0, "state_ is woken");
+        return go(out, n, b, B_FUTEX2, "state_ is parking");
       case B_FUTEX2:
         if (!m.drained(b)) return;
-        if (m.memory[WOKEN] != 0) return go(out, n, b, B_WAKEWAIT, "FUTEX_WAIT: word changed");
+        if (m.memory[STATE] != 0) return go(out, n, b, B_WAKEWAIT, "FUTEX_WAIT: word changed");
         return go(out, n, b, SLEEP, "FUTEX_WAIT: sleeps");
       case SLEEP:
         return;
