@@ -41,6 +41,8 @@
 #include <thread>
 #include <vector>
 
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -78,16 +80,6 @@ std::size_t resident_bytes() {
   std::size_t pages = 0, resident = 0;
   statm >> pages >> resident;
   return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-}
-
-template <class Condition>
-bool wait_until(Condition done, std::chrono::seconds limit) {
-  const auto give_up = clock_type::now() + limit;
-  while (!done()) {
-    if (clock_type::now() > give_up) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 // echo_server: samples/echo_server.cpp's serve() and echo(), counting the
@@ -322,7 +314,7 @@ TEST_CASE("soak: an echo server under resets, half-open and slow clients leaks n
     CHECK(send_all(fd, &byte, 1));
     CHECK(::recv(fd, &byte, 1, 0) == 1);
     ::close(fd);
-    CHECK(wait_until([&] { return warm_up.open_connections() == 0; }, 30s));
+    CHECK(spindle_test::wait_until([&] { return warm_up.open_connections() == 0; }, 30s));
   }
   const int fds_before = open_fd_count();
   client_tally tally;
@@ -340,12 +332,13 @@ TEST_CASE("soak: an echo server under resets, half-open and slow clients leaks n
     std::this_thread::sleep_until(start + length / 10);  // the load is established
     rss_warm = resident_bytes();
     for (auto& t : clients) t.join();
-    CHECK(wait_until([&] { return server.open_connections() == 0; }, 30s));
+    CHECK(spindle_test::wait_until([&] { return server.open_connections() == 0; }, 30s));
     served = server.served();
   }
   // (<=: the baseline may still count a fiber whose join() returned but
   // which had not quite exited.)
-  CHECK(wait_until([&] { return spindle::runtime_stats().fibers_alive <= fibers_before; }, 30s));
+  CHECK(spindle_test::wait_until(
+      [&] { return spindle::runtime_stats().fibers_alive <= fibers_before; }, 30s));
   const int fds_after = open_fd_count();
   const std::size_t rss_end = resident_bytes();
   std::printf(

@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -116,17 +118,6 @@ std::string emfile_error(F f, const std::string& prefix) {
     if (std::string(e.what()).rfind(prefix, 0) != 0) return std::string("wrong text: ") + e.what();
     return "";
   }
-}
-
-// wait_until: polls a condition that other threads make true; bounded.
-template <class Condition>
-bool wait_until(Condition done, std::chrono::seconds limit = 20s) {
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
 }
 
 // echo_server: the echo_server sample's logic: a fiber accepting
@@ -261,14 +252,14 @@ TEST_CASE("an echo server out of descriptors keeps serving its connections and a
     std::vector<spindle::tcp_stream> established;
     for (int i = 0; i < 8; ++i) established.push_back(spindle::dial_tcp(server.address(), 5s));
     for (auto& s : established) CHECK(echoes(s, "before"));
-    REQUIRE(wait_until([&] { return server.accepted() == 8; }));
+    REQUIRE(spindle_test::wait_until([&] { return server.accepted() == 8; }));
 
     std::vector<std::unique_ptr<raw_client>> late(4);
     for (auto& c : late) c = std::make_unique<raw_client>();
     {
       fd_squeeze squeeze(mode);
       for (auto& c : late) CHECK(c->connect(server.address()));  // into the kernel's backlog
-      CHECK(wait_until([&] { return server.emfile_errors() > 0; }));
+      CHECK(spindle_test::wait_until([&] { return server.emfile_errors() > 0; }));
       for (auto& s : established) CHECK(echoes(s, "during"));
       CHECK(server.accepted() == 8);  // the late ones wait in the backlog
     }
@@ -277,6 +268,7 @@ TEST_CASE("an echo server out of descriptors keeps serving its connections and a
     CHECK(server.other_errors() == 0);
     for (auto& s : established) CHECK(echoes(s, "after"));
   }
-  CHECK(wait_until([&] { return spindle::runtime_stats().fibers_alive <= fibers_before; }));
+  CHECK(spindle_test::wait_until(
+      [&] { return spindle::runtime_stats().fibers_alive <= fibers_before; }));
   CHECK(open_fds().count == fds_before);
 }

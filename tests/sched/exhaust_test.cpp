@@ -28,6 +28,8 @@
 #include <thread>
 #include <vector>
 
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -45,17 +47,6 @@ namespace {
 
 std::atomic<bool> refuse_threads{false};
 std::atomic<int> threads_refused{0};
-
-// wait_until: polls a condition that other threads make true; bounded.
-template <class Condition>
-bool wait_until(Condition done, std::chrono::seconds limit = 20s) {
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
 
 // stderr_capture: while alive, what the process writes to standard error
 // goes to a memory file; text() reads it.
@@ -249,7 +240,7 @@ TEST_CASE("refused threads: one diagnostic, the work carries on, and handoffs re
     blockers stuck(spindle::runtime_stats().threads + 2);
     std::atomic<bool> done{false};
     auto work = timer_work(done);
-    CHECK(wait_until([] { return threads_refused.load() >= 3; }));
+    CHECK(spindle_test::wait_until([] { return threads_refused.load() >= 3; }));
     refuse_threads = false;
     CHECK(stuck.release());
     CHECK(work.join() == 10);  // late, but done
@@ -262,7 +253,7 @@ TEST_CASE("refused threads: one diagnostic, the work carries on, and handoffs re
   blockers stuck(spindle::runtime_stats().threads + 2);
   std::atomic<bool> done{false};
   auto work = timer_work(done);
-  CHECK(wait_until([&done] { return done.load(); }));
+  CHECK(spindle_test::wait_until([&done] { return done.load(); }));
   CHECK(stuck.release());
   CHECK(work.join() == 10);
   CHECK(spindle::runtime_stats().threads_created > created);

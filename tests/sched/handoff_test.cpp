@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -22,18 +24,6 @@ void raw_sleep(std::chrono::nanoseconds d) {  // the kernel's nanosleep, not the
               static_cast<long>(d.count() % 1'000'000'000)};
   while (nanosleep(&ts, &ts) != 0) {
   }
-}
-
-// wait_until: polls a condition that the runtime makes true by itself (thread
-// retirement); bounded, so a failure shows as a failed check, not a hang.
-template <class Condition>
-bool wait_until(Condition done, std::chrono::seconds limit = 20s) {
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 std::size_t procs() { return spindle::current_options().procs; }
@@ -76,7 +66,7 @@ TEST_CASE("a spinning fiber does not stall timer fibers behind it") {
   }
   // Every processor is hogged before the sleeper exists (a hog still queued
   // behind another would leave a processor free for the sleeper).
-  REQUIRE(wait_until([&running] { return running.load() == procs(); }));
+  REQUIRE(spindle_test::wait_until([&running] { return running.load() == procs(); }));
   auto sleeper = spindle::go([&stop] {
     for (int i = 0; i < 10; ++i) spindle::sleep_for(1ms);
     stop = true;
@@ -144,7 +134,7 @@ TEST_CASE("10,000 fibers blocking at once stay within the thread cap, and the po
   CHECK(s.threads_peak <= cap);
   CHECK(s.threads_created > 0);
   const std::size_t floor = procs() + 2;
-  CHECK(wait_until([floor] { return spindle::runtime_stats().threads <= floor; }));
+  CHECK(spindle_test::wait_until([floor] { return spindle::runtime_stats().threads <= floor; }));
 }
 
 TEST_CASE("a 2 ms computation between yields is not a hog") {
@@ -214,14 +204,15 @@ TEST_CASE("check_preempt yields a hog the monitor flagged") {
       }
     }));
   }
-  REQUIRE(wait_until([&running] { return running.load() == procs(); }));  // every processor hogged
+  REQUIRE(spindle_test::wait_until(
+      [&running] { return running.load() == procs(); }));  // every processor hogged
   auto sleeper = spindle::go([] {
     for (int i = 0; i < 5; ++i) spindle::sleep_for(1ms);
   });
   sleeper.join();  // it ran: some hog's processor was handed off
   // That hog yields at its next check; its thread, demoted, may need a moment
   // to get a CPU back.
-  CHECK(wait_until([&yields] { return yields.load() > 0; }));
+  CHECK(spindle_test::wait_until([&yields] { return yields.load() > 0; }));
   stop = true;
   for (auto& h : hogs) h.join();
 }
