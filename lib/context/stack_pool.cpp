@@ -77,7 +77,7 @@ fiber_stack carve(pool& p, size_class& c, std::size_t size) {
   if (c.carve_next == c.carve_end) new_slab(c, stride);
   char* guard = c.carve_next;
   c.carve_next += stride;
-  fiber_stack s{guard + page_size(), size, c.record_next, false};
+  fiber_stack s{guard + page_size(), size, c.record_next, false, true};
   c.record_next += stack_record_bytes;
   if (p.guarded.load(std::memory_order_relaxed) < p.guard_budget &&
       mprotect(guard, page_size(), PROT_NONE) == 0) {
@@ -159,8 +159,9 @@ fiber_stack allocate_stack(std::size_t size) {
   return tc.stacks[--tc.count];
 }
 
-void release_stack(const fiber_stack& stack) noexcept {
+void release_stack(fiber_stack stack) noexcept {
   unpoison_stack(stack.bottom, stack.size);
+  stack.fresh = false;
   pool& p = the_pool();
   if (stack.size != p.default_size) {
     std::lock_guard lock(p.mutex);

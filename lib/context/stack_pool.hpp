@@ -42,6 +42,7 @@ struct fiber_stack {
   std::size_t size = 0;
   void* record = nullptr;
   bool guarded = false;
+  bool fresh = false;  // never used yet: its pages are not resident
   char* top() const noexcept { return bottom + size; }
 };
 
@@ -60,7 +61,7 @@ fiber_stack allocate_stack(std::size_t size);
 
 // release_stack: returns a stack no fiber runs on any more. Does not block
 // for long (a spinlock on the batch path) and makes no system call.
-void release_stack(const fiber_stack& stack) noexcept;
+void release_stack(fiber_stack stack) noexcept;
 
 // stack_pool_counters: for runtime_stats().
 struct stack_pool_counters {

@@ -42,7 +42,8 @@ void set_current_worker(worker* w) noexcept;
 void enter_worker_thread(worker& w) noexcept;
 
 // prepare_fiber: registers a new fiber with the sanitizers (under TSan, its
-// TSan fiber), at spawn. Its first frame is built when it first runs.
+// TSan fiber), at spawn. Its first frame is built at spawn on a reused
+// stack, when it first runs on a fresh one (scheduler::spawn says why).
 void prepare_fiber(fiber& f) noexcept;
 
 // build_first_frame: builds f's initial context at the top of its stack (the

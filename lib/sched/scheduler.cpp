@@ -224,6 +224,10 @@ void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site)
   f->spawn_site = site;
   task_access::start(*t, f->id, opts.name);
   prepare_fiber(*f);
+  // A reused stack is resident and the spawner's stores to it overlap; a
+  // fresh one's top page faults in on first touch, which the workers then
+  // take in parallel when they first run the fiber (run_fiber).
+  if (!stack.fresh) build_first_frame(*f);
   ready(f, true);
 }
 
