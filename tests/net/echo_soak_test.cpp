@@ -14,7 +14,7 @@
 //   slow        a 2 KiB receive buffer, reading 512 bytes per millisecond,
 //               so the server's writes back up into the loop's write queue.
 // Polite and slow clients must get every byte back intact. (A connection
-// reset before the loop thread set it up is dropped there, unseen by the
+// reset before its loop set it up is dropped there, unseen by the
 // server's fibers.) At the end, once
 // the clients closed everything: the server's connections and fibers are
 // back to zero, the process holds the descriptors it held before, and its

@@ -36,7 +36,7 @@ struct recorded_timer : spindle::detail::timer_entry {
 
 void record_fire(spindle::detail::timer_entry* e) noexcept {
   auto* t = static_cast<recorded_timer*>(e);
-  t->order->push_back(t->label);  // the loop thread only
+  t->order->push_back(t->label);  // on loop 0 only: the test thread armed them all
   if (t->remaining->fetch_sub(1) == 1) t->all_fired->set_value();
 }
 
