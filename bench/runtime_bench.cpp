@@ -116,15 +116,19 @@ void idle_cpu(benchmark::State& state) {
         for (int v : ping) pong.send(int(v));
       }));
     }
+    const std::uint64_t compactions0 = spindle::runtime_stats().compactions;
     const double cpu0 = cpu_seconds();
     const auto t0 = steady::now();
     spindle::sleep_for(5s);
     const double cpu = cpu_seconds() - cpu0;
     const double wall = std::chrono::duration<double>(steady::now() - t0).count();
+    const spindle::stats after = spindle::runtime_stats();
     stop = true;
     for (auto& f : fibers) f.join();
     state.counters["cpu_per_wall"] = cpu / wall;
     state.counters["round_trips_per_s"] = static_cast<double>(trips.load()) / wall;
+    state.counters["procs_active"] = static_cast<double>(after.procs_active);
+    state.counters["compactions"] = static_cast<double>(after.compactions - compactions0);
   }
 }
 BENCHMARK(idle_cpu)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);

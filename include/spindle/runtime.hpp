@@ -79,6 +79,14 @@ struct options {
   // fibers blocks or hogs a thread long enough to cause a handoff.
   // Environment: SPINDLE_REPORT_STALLS=1.
   bool report_stalls = false;
+
+  // compaction: under light load, run every fiber on as few processors as
+  // the load needs and let the other workers sleep (Erlang's scheduler
+  // compaction). The monitor deactivates a processor when the process has
+  // used less CPU than half of one fewer processor for 50 ms, and activates
+  // one again within milliseconds when the active ones are saturated or
+  // fibers queue up. Environment: SPINDLE_COMPACTION=0 turns it off.
+  bool compaction = true;
 };
 
 // options_from_environment: the defaults above, overridden by SPINDLE_*
@@ -96,6 +104,8 @@ options current_options();
 // stats: counters of the running runtime, for tests and diagnostics.
 struct stats {
   std::size_t procs = 0;
+  std::size_t procs_active = 0;  // processors running fibers now (options::compaction)
+  std::uint64_t compactions = 0; // times the monitor deactivated a processor
   std::uint64_t fibers_spawned = 0;
   std::uint64_t fibers_alive = 0;
   std::uint64_t balancer_moves = 0;    // fibers the balancer moved between processors

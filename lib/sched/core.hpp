@@ -83,6 +83,10 @@ struct alignas(128) processor {
   // Idle protocol (scheduler.cpp, "Parking and waking").
   bool in_idle_set = false;                 // guarded by scheduler::idle_lock_
   std::atomic<std::uint32_t> wake_word{0};  // why the owner, asleep in the loop, was woken
+  // naps: times the owner went to sleep in its loop (W5). The owner
+  // stores; the monitor reads it to tell a saturated processor from one
+  // that has queued fibers between naps (compaction, monitor.cpp).
+  std::atomic<std::uint32_t> naps{0};
 
   // switches: fibers switched in so far. The owner stores (no read-modify-write);
   // the monitor reads it to notice a processor that stopped making progress.

@@ -27,7 +27,22 @@
 //      (oldest first, at most 128) into its inbox and wakes it; when none is
 //      idle, it moves fibers from the longest ring to the shortest once they
 //      differ by more than max(4, mean/4). It never touches runnext.
-//   3. every 10 ms, runs the safety net: fibers queued (globally, or in an
+//   3. compacts (adjust_active; BEAM's scheduler compaction): only
+//      processors [0, active) run fibers. Every 10 ms it compares the
+//      process's CPU time with the wall time: if the process used less than
+//      half of one processor fewer than are active for five windows in a row
+//      (50 ms), the last active processor is deactivated: it sends its
+//      queued fibers to the global queue and rests in its loop, which still
+//      fires its timers and completes its I/O, forwarding the fibers those
+//      ready to the active processors (scheduler.cpp, rest_while_inactive).
+//      One is activated again at once when the window shows more than three
+//      quarters of every active processor used, or when fibers wait on two
+//      ticks in a row while every active processor is busy and has not
+//      slept since the last tick. Why: with timers and light message
+//      passing, each awake processor pays its own wake-ups (a timerfd, a
+//      context switch) for the same work: idle_cpu uses about half the CPU
+//      on one processor that it does on two (docs/design.md, "Compaction").
+//   4. every 10 ms, runs the safety net: fibers queued (globally, or in an
 //      idle processor's inbox or ring) on two scans in a row while every
 //      processor sleeps mean a lost wake-up. It wakes a processor and counts
 //      it in safety_net_wakes, which tests assert stays zero.
@@ -69,6 +84,33 @@ constexpr milliseconds safety_net_period{10};
 constexpr int quiet_ticks_before_backoff = 50;
 
 constexpr std::int64_t min_stall_tick_ns = 50'000;
+
+// Compaction (step 3).
+constexpr std::int64_t load_window_ns = 10'000'000;
+constexpr int quiet_windows_before_deactivating = 5;
+constexpr double deactivate_below = 0.5;  // of one processor fewer
+constexpr double activate_above = 0.75;   // of the active processors
+constexpr int busy_ticks_before_activating = 2;
+
+// load_watch: the monitor's view of the recent load (step 3).
+struct load_watch {
+  std::int64_t window_start_ns = 0;
+  std::int64_t window_cpu_ns = 0;
+  int quiet_windows = 0;
+  int busy_ticks = 0;
+  std::vector<std::uint32_t> naps;  // each processor's naps at the last tick
+};
+
+load_watch& load(std::size_t procs) {
+  static auto* watch = new load_watch{0, 0, 0, 0, std::vector<std::uint32_t>(procs)};
+  return *watch;  // the monitor thread only; never destroyed (see watches())
+}
+
+std::int64_t process_cpu_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 // stall_watch: what the monitor remembers of one processor.
 struct stall_watch {
@@ -121,7 +163,7 @@ void wait_for_tick(std::atomic<std::uint32_t>& word, std::int64_t timeout_ns) no
 }  // namespace
 
 bool scheduler::all_idle() const noexcept {
-  if (nidle_.load(std::memory_order_seq_cst) != static_cast<int>(processors_.size())) return false;
+  if (nidle_.load(std::memory_order_seq_cst) != active_.load(std::memory_order_relaxed)) return false;
   if (!global_.empty()) return false;
   for (auto& p : processors_) {
     if (!p->inbox.empty() || p->ring.size() != 0) return false;
@@ -170,6 +212,7 @@ void scheduler::monitor_loop() {
     next_stall_check_ns = INT64_MAX;
     bool acted = retake_stuck_processors(now, next_stall_check_ns);
     acted = balance() || acted;
+    acted = adjust_active(now) || acted;
     const auto clock_now = std::chrono::steady_clock::now();
     if (clock_now >= next_safety_net) {
       safety_net();
@@ -185,7 +228,7 @@ void scheduler::monitor_loop() {
 bool scheduler::work_waiting(processor& p) const noexcept {
   return p.ring.size() != 0 || p.runnext.load(std::memory_order_relaxed) != nullptr ||
          !p.inbox.empty() ||
-         (!global_.empty() && nidle_.load(std::memory_order_relaxed) == 0 &&
+         (is_active(p) && !global_.empty() && nidle_.load(std::memory_order_relaxed) == 0 &&
           nsearching_.load(std::memory_order_relaxed) == 0) ||
          p.loop->needs_service(steady_now_ns());
 }
@@ -282,7 +325,9 @@ bool scheduler::balance() noexcept {
     processor* longest = nullptr;
     processor* shortest = nullptr;
     std::uint32_t most = 0, least = run_queue::capacity + 1, total = 0;
+    const int active = active_.load(std::memory_order_relaxed);
     for (auto& p : processors_) {
+      if (p->index >= active) break;
       const std::uint32_t len = p->ring.size();
       total += len;
       const bool loaded = len >= 2 || (len == 1 && stuck[static_cast<std::size_t>(p->index)]);
@@ -294,7 +339,7 @@ bool scheduler::balance() noexcept {
     const bool claimed = target != nullptr;
     std::uint32_t amount = (most + 1) / 2;
     if (!claimed) {
-      const std::uint32_t mean = total / static_cast<std::uint32_t>(processors_.size());
+      const std::uint32_t mean = total / static_cast<std::uint32_t>(active);
       if (most - least <= std::max<std::uint32_t>(4, mean / 4) || shortest == longest) break;
       target = shortest;
       amount = (most - mean) / 2;
@@ -315,13 +360,14 @@ bool scheduler::balance() noexcept {
 
 void scheduler::safety_net() noexcept {
   static bool stuck_last_scan = false;  // the monitor thread only
-  const bool everyone_asleep =
-      nidle_.load(std::memory_order_seq_cst) == static_cast<int>(processors_.size()) &&
-      nsearching_.load(std::memory_order_seq_cst) == 0;
+  const int active = active_.load(std::memory_order_relaxed);
+  const bool everyone_asleep = nidle_.load(std::memory_order_seq_cst) == active &&
+                               nsearching_.load(std::memory_order_seq_cst) == 0;
   bool work_waiting = !global_.empty();
   if (everyone_asleep) {
-    for (auto& p : processors_) {
-      work_waiting = work_waiting || !p->inbox.empty() || p->ring.size() != 0;
+    for (int i = 0; i < active; ++i) {
+      const processor& p = *processors_[static_cast<std::size_t>(i)];
+      work_waiting = work_waiting || !p.inbox.empty() || p.ring.size() != 0;
     }
   }
   const bool stuck =
@@ -331,6 +377,92 @@ void scheduler::safety_net() noexcept {
     if (processor* p = claim_idle()) wake_processor(*p, wake_inbox);
   }
   stuck_last_scan = stuck;
+}
+
+// adjust_active: step 3 of the design comment. Returns whether it changed
+// the number of active processors.
+bool scheduler::adjust_active(std::int64_t now) {
+  if (!options_.compaction || processors_.size() == 1) return false;
+  load_watch& watch = load(processors_.size());
+  const int active = active_.load(std::memory_order_relaxed);
+  const int procs = static_cast<int>(processors_.size());
+  watch.busy_ticks = saturated() ? watch.busy_ticks + 1 : 0;
+  if (watch.busy_ticks >= busy_ticks_before_activating && active < procs) {
+    activate_next();
+    watch.busy_ticks = watch.quiet_windows = 0;
+    return true;
+  }
+  if (now - watch.window_start_ns < load_window_ns) return false;
+  const std::int64_t cpu = process_cpu_ns();
+  const double used = static_cast<double>(cpu - watch.window_cpu_ns) /
+                      static_cast<double>(now - watch.window_start_ns);
+  const bool first_window = watch.window_start_ns == 0;
+  watch.window_start_ns = now;
+  watch.window_cpu_ns = cpu;
+  if (first_window) return false;
+  if (used > activate_above * active && active < procs) {
+    activate_next();
+    watch.quiet_windows = 0;
+    return true;
+  }
+  if (active > 1 && used < deactivate_below * (active - 1)) {
+    if (++watch.quiet_windows < quiet_windows_before_deactivating) return false;
+    deactivate_last();
+    watch.quiet_windows = 0;
+    return true;
+  }
+  watch.quiet_windows = 0;
+  return false;
+}
+
+// saturated: fibers wait (in the global queue, or two in an active ring)
+// while no active processor is idle and one has not slept since the last
+// tick.
+bool scheduler::saturated() noexcept {
+  load_watch& watch = load(processors_.size());
+  const int active = active_.load(std::memory_order_relaxed);
+  bool waiting = !global_.empty(), unrested = false;
+  for (int i = 0; i < active; ++i) {
+    processor& p = *processors_[static_cast<std::size_t>(i)];
+    const std::uint32_t naps = p.naps.load(std::memory_order_relaxed);
+    const bool napped = naps != std::exchange(watch.naps[static_cast<std::size_t>(i)], naps);
+    unrested = unrested || !napped;
+    waiting = waiting || (!napped && p.ring.size() >= 2);
+  }
+  return waiting && unrested && nidle_.load(std::memory_order_relaxed) == 0;
+}
+
+// activate_next: the lowest inactive processor runs fibers again; its
+// worker leaves rest_while_inactive and looks for work like any other.
+void scheduler::activate_next() noexcept {
+  processor* p;
+  {
+    std::lock_guard lock(idle_lock_);
+    const int active = active_.load(std::memory_order_relaxed);
+    if (active == static_cast<int>(processors_.size())) return;
+    p = processors_[static_cast<std::size_t>(active)].get();
+    active_.store(active + 1, std::memory_order_seq_cst);
+  }
+  wake_processor(*p, wake_inbox);
+}
+
+// deactivate_last: the highest active processor stops running fibers. An
+// idle one leaves the idle set with the change (so no waker claims it) and
+// is woken to go and rest; a busy one rests at its next scheduling point.
+void scheduler::deactivate_last() noexcept {
+  processor* p;
+  bool was_idle;
+  {
+    std::lock_guard lock(idle_lock_);
+    const int active = active_.load(std::memory_order_relaxed);
+    if (active <= 1) return;
+    p = processors_[static_cast<std::size_t>(active - 1)].get();
+    active_.store(active - 1, std::memory_order_seq_cst);
+    was_idle = p->in_idle_set;
+    if (was_idle) remove_from_idle_set_locked(*p);
+  }
+  compactions_.fetch_add(1, std::memory_order_relaxed);
+  if (was_idle) wake_processor(*p, wake_inbox);
 }
 
 }  // namespace spindle::detail

@@ -113,6 +113,7 @@ options options_from_environment() {
   read_env("SPINDLE_TIMER_SLACK_US",
            [&](std::size_t v) { o.timer_slack = std::chrono::microseconds(v); });
   read_env("SPINDLE_REPORT_STALLS", [&](std::size_t v) { o.report_stalls = v != 0; });
+  read_env("SPINDLE_COMPACTION", [&](std::size_t v) { o.compaction = v != 0; });
   return o;
 }
 

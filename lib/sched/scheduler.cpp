@@ -187,6 +187,7 @@ scheduler::scheduler(const options& opts) : options_(opts) {
     p->readied.reserve(run_queue::capacity);
     processors_.push_back(std::move(p));
   }
+  active_.store(static_cast<int>(processors_.size()), std::memory_order_relaxed);
 }
 
 event_loop& scheduler::current_loop() const noexcept {
@@ -381,6 +382,10 @@ fiber* scheduler::find_runnable(worker& w) {
   processor& p = *w.proc;
   for (;;) {
     if (exiting.load(std::memory_order_relaxed)) sleep_forever();
+    if (!is_active(p)) {
+      rest_while_inactive(w, p);
+      continue;
+    }
     fiber* f = local_work(p);
     if (f == nullptr && (f = take_global(p)) != nullptr) start_slice(p, f);
     if (f == nullptr && (f = poll_loop(p)) != nullptr) start_slice(p, f);
@@ -524,14 +529,9 @@ fiber* scheduler::wait_for_work(worker& w) {
       return f;
     }
   }
-  {  // W2
-    std::lock_guard lock(idle_lock_);
-    p.wake_word.store(wake_none, std::memory_order_relaxed);
-    auto at = std::lower_bound(idle_.begin(), idle_.end(), &p,
-                               [](processor* a, processor* b) { return a->index > b->index; });
-    idle_.insert(at, &p);
-    p.in_idle_set = true;
-    nidle_.fetch_add(1, std::memory_order_seq_cst);
+  if (!join_idle_set(p)) {  // W2; deactivated meanwhile: find_runnable rests
+    if (w.searching) stop_searching(w);
+    return nullptr;
   }
   if (w.searching) {  // W3
     w.searching = false;
@@ -540,6 +540,7 @@ fiber* scheduler::wait_for_work(worker& w) {
   std::atomic_thread_fence(std::memory_order_seq_cst);  // W4
   if (has_visible_work(p) && leave_idle_set(p)) return nullptr;
   sleeps_.fetch_add(1, std::memory_order_relaxed);
+  p.naps.store(p.naps.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   const auto slept_at = std::chrono::steady_clock::now();
   fiber* f = sleep_in_loop(w, p);  // W5
   wakes_.fetch_add(1, std::memory_order_relaxed);
@@ -569,6 +570,40 @@ fiber* scheduler::sleep_in_loop(worker& w, processor& p) {
   return nullptr;
 }
 
+// rest_while_inactive: an inactive processor (compaction, monitor.cpp) runs
+// no fibers. It sends what it has queued to the global queue and sleeps in
+// its loop, which still fires its timers and completes its I/O; the fibers
+// those make runnable go to the global queue too, for the active
+// processors (so a fiber that slept here moves to an active processor's
+// wheel the next time it sleeps). It runs fibers again once the monitor
+// activates it (active_ first, then a wake of its loop, which the poll
+// below cannot miss: see sleep_in_loop).
+void scheduler::rest_while_inactive(worker& w, processor& p) {
+  if (w.searching) stop_searching(w);
+  evacuate(p);
+  while (!is_active(p)) {
+    p.loop->poll(true, p.readied);
+    push_global_all(p.readied.data(), p.readied.size());
+    p.readied.clear();
+  }
+  p.wake_word.store(wake_none, std::memory_order_relaxed);
+}
+
+// evacuate: moves p's runnext, ring and inbox to the global queue.
+void scheduler::evacuate(processor& p) noexcept {
+  for (;;) {
+    fiber_batch batch;
+    if (fiber* f = p.runnext.load(std::memory_order_relaxed)) {
+      p.runnext.store(nullptr, std::memory_order_relaxed);
+      batch.push(f);
+    }
+    p.ring.grab(batch, run_queue::capacity);
+    p.inbox.pop_batch(batch, fiber_batch::capacity - batch.size);
+    if (batch.empty()) return;
+    push_global_all(batch.items, batch.size);
+  }
+}
+
 // adapt_spin: a worker woken soon after it fell asleep (within twice the
 // longest spin) would have done better to keep spinning: let it spin longer
 // next time, up to options::spin.
@@ -585,13 +620,31 @@ bool scheduler::has_visible_work(processor& p) const noexcept {
          p.runnext.load(std::memory_order_relaxed) != nullptr;
 }
 
+// join_idle_set: step W2. An inactive processor never joins (so no waker
+// ever claims it); active_ changes under the same lock.
+bool scheduler::join_idle_set(processor& p) noexcept {
+  std::lock_guard lock(idle_lock_);
+  if (!is_active(p)) return false;
+  p.wake_word.store(wake_none, std::memory_order_relaxed);
+  auto at = std::lower_bound(idle_.begin(), idle_.end(), &p,
+                             [](processor* a, processor* b) { return a->index > b->index; });
+  idle_.insert(at, &p);
+  p.in_idle_set = true;
+  nidle_.fetch_add(1, std::memory_order_seq_cst);
+  return true;
+}
+
 bool scheduler::leave_idle_set(processor& p) noexcept {
   std::lock_guard lock(idle_lock_);
   if (!p.in_idle_set) return false;
+  remove_from_idle_set_locked(p);
+  return true;
+}
+
+void scheduler::remove_from_idle_set_locked(processor& p) noexcept {
   idle_.erase(std::find(idle_.begin(), idle_.end(), &p));
   p.in_idle_set = false;
   nidle_.fetch_sub(1, std::memory_order_seq_cst);
-  return true;
 }
 
 processor* scheduler::claim_idle() noexcept {
@@ -630,6 +683,8 @@ void scheduler::stop_searching(worker& w) noexcept {
 stats scheduler::snapshot() const noexcept {
   stats s;
   s.procs = processors_.size();
+  s.procs_active = static_cast<std::size_t>(active_.load(std::memory_order_relaxed));
+  s.compactions = compactions_.load(std::memory_order_relaxed);
   const std::uint64_t exited = exited_.load(std::memory_order_acquire);
   s.fibers_spawned = next_fiber_id_.load(std::memory_order_acquire) - 1;  // ids count spawns
   s.fibers_alive = s.fibers_spawned - exited;

@@ -82,6 +82,8 @@ class scheduler {
   fiber* poll_loop(processor& p);
   fiber* take_readied(processor& p) noexcept;
   fiber* sleep_in_loop(worker& w, processor& p);
+  void rest_while_inactive(worker& w, processor& p);
+  void evacuate(processor& p) noexcept;
   void adapt_spin(worker& w, std::chrono::steady_clock::duration slept) noexcept;
   void execute(worker& w, fiber* f) noexcept;
 
@@ -97,7 +99,9 @@ class scheduler {
   void wakep() noexcept;
   void wake_processor(processor& p, wake_reason why) noexcept;
   processor* claim_idle() noexcept;
+  bool join_idle_set(processor& p) noexcept;
   bool leave_idle_set(processor& p) noexcept;
+  void remove_from_idle_set_locked(processor& p) noexcept;
   void stop_searching(worker& w) noexcept;
   bool has_visible_work(processor& p) const noexcept;
 
@@ -109,6 +113,16 @@ class scheduler {
   bool all_idle() const noexcept;
   bool retake_stuck_processors(std::int64_t now_ns, std::int64_t& next_check_ns);
   bool work_waiting(processor& p) const noexcept;
+
+  // Compaction (monitor.cpp): processors [0, active_) run fibers; the others
+  // rest (rest_while_inactive). Only the monitor changes active_.
+  bool is_active(const processor& p) const noexcept {
+    return p.index < active_.load(std::memory_order_relaxed);
+  }
+  bool adjust_active(std::int64_t now_ns);
+  bool saturated() noexcept;
+  void activate_next() noexcept;
+  void deactivate_last() noexcept;
   void report_stall(processor& p, bool hog, std::int64_t stalled_ns);
 
   // Handoff and the worker pool (handoff.cpp).
@@ -144,6 +158,7 @@ class scheduler {
   std::vector<processor*> idle_;  // guarded by idle_lock_; sorted, lowest index last
   std::atomic<int> nidle_{0};     // written under idle_lock_
   std::atomic<int> nsearching_{0};
+  std::atomic<int> active_{0};  // written under idle_lock_, by the monitor only
 
   std::thread monitor_;
   std::atomic<std::uint32_t> monitor_word_{0};  // futex the monitor deep-sleeps on
@@ -151,7 +166,7 @@ class scheduler {
 
   std::atomic<std::uint64_t> next_fiber_id_{1};
   std::atomic<std::uint64_t> exited_{0}, balancer_moves_{0}, offloads_{0}, sleeps_{0}, wakes_{0},
-      safety_net_wakes_{0}, handoffs_{0}, blocked_handoffs_{0}, hog_handoffs_{0}, threads_alive_{0},
+      safety_net_wakes_{0}, compactions_{0}, handoffs_{0}, blocked_handoffs_{0}, hog_handoffs_{0}, threads_alive_{0},
       threads_peak_{0}, threads_created_{0}, threads_retired_{0};
 };
 

@@ -19,9 +19,13 @@ double cpu_seconds() {
 TEST_CASE("options come from the environment") {
   setenv("SPINDLE_STACK_SIZE", "64K", 1);
   setenv("SPINDLE_SPIN_US", "7", 1);
+  setenv("SPINDLE_COMPACTION", "0", 1);
   const spindle::options o = spindle::options_from_environment();
   CHECK(o.stack_size == 64 * 1024);
   CHECK(o.spin.count() == 7);
+  CHECK_FALSE(o.compaction);
+  unsetenv("SPINDLE_COMPACTION");
+  CHECK(spindle::options_from_environment().compaction);
   setenv("SPINDLE_STACK_SIZE", "lots", 1);
   CHECK_THROWS_AS(spindle::options_from_environment(), spindle::usage_error);
   unsetenv("SPINDLE_STACK_SIZE");
