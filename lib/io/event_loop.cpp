@@ -33,20 +33,25 @@
 // own lock: a fiber's sleep goes on the wheel of the processor it runs on,
 // so processors never contend for a timer lock, and the processor that armed
 // a timer fires it and runs the woken fiber. libuv polls one timerfd per
-// loop (absolute, nanoseconds, CLOCK_MONOTONIC like steady_clock) set to the
-// earliest wake, so 100,000 sleeping fibers cost wheel entries and one libuv
-// handle per processor. libuv's own timers count whole milliseconds from a
-// cached clock, which would make every sleep up to a millisecond late; the
-// timerfd is exact to the kernel's timer slack. Any thread adding a new
-// earliest timer re-arms the timerfd itself (under the lock, so two arms
-// cannot cross), which also wakes the owner if it sleeps in the loop on a
-// later deadline: a new short sleep preempts a long one. Deadlines are
-// rounded up to options::timer_slack (200 us), the wheel's slot width, so
-// timers due in the same slot fire together, in deadline order; no timer
-// fires before its deadline. Expired entries are taken under the lock and
-// fired outside it (firing = 1 meanwhile, so cancel_timer can wait for a
-// fire in progress). A busy worker fires due timers at its periodic poll,
-// so timers are not starved by a busy queue.
+// loop (absolute, nanoseconds, CLOCK_MONOTONIC like steady_clock), so
+// 100,000 sleeping fibers cost wheel entries and one libuv handle per
+// processor. libuv's own timers count whole milliseconds from a cached
+// clock, which would make every sleep up to a millisecond late; the timerfd
+// is exact to the kernel's timer slack. A timer may fire up to
+// options::timer_slack (200 us) after its deadline, never before: the loop
+// wakes at the latest deadline within one slack of the earliest
+// (timer_wheel::wake_time), so timers set close together fire together.
+// The owner sets the timerfd just before it blocks in the loop
+// (plan_timer_fd), once per sleep however many timers its fibers set
+// meanwhile; another thread adding a timer that must fire before the
+// timerfd's time re-arms it itself (under the lock, so two arms cannot
+// cross), which also wakes the owner if it sleeps in the loop: a new short
+// sleep preempts a long one. An expired timerfd stays readable until the
+// next arm resets it; it is read only if it comes up twice before that.
+// Expired entries are taken under the lock and fired outside it (firing = 1
+// meanwhile, so cancel_timer can wait for a fire in progress). A busy worker
+// fires due timers at its periodic poll, so timers are not starved by a
+// busy queue.
 //
 // The monitor. A loop whose owner is stuck in a fiber (a raw blocking call)
 // is not polled; the monitor counts a due timer, a submission or a ready
@@ -66,6 +71,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "sched/handoff.hpp"
 #include "sched/park.hpp"
 #include "sched/scheduler.hpp"
 
@@ -91,7 +97,9 @@ std::int64_t steady_now_ns() noexcept {
 event_loop& event_loop::current() { return scheduler::get().current_loop(); }
 
 event_loop::event_loop(int index, std::int64_t timer_slack_ns)
-    : index_(index), timers_(std::max<std::int64_t>(1, timer_slack_ns), steady_now_ns()) {
+    : index_(index),
+      slack_ns_(std::max<std::int64_t>(1, timer_slack_ns)),
+      timers_(slack_ns_, steady_now_ns()) {
   check_uv(uv_loop_init(&loop_), "uv_loop_init", index_);
   loop_.data = this;
   check_uv(uv_async_init(&loop_, &async_, on_async), "uv_async_init", index_);
@@ -138,11 +146,40 @@ void event_loop::drain_submissions() {
 
 void event_loop::poll(bool block, std::vector<fiber*>& readied) {
   scheduler::set_ready_batch(&readied);
+  if (block) {
+    fire_due();
+    if (readied.empty()) {
+      plan_timer_fd();
+    } else {
+      block = false;  // fibers to run: no sleeping
+    }
+  }
   uv_run(&loop_, block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-  // A busy processor's periodic poll fires due timers even when the
-  // timerfd's slot has not come yet.
-  if (next_wake_.load(std::memory_order_relaxed) <= steady_now_ns()) fire_expired();
+  // A busy processor's periodic poll fires due timers without waiting for
+  // the timerfd.
+  fire_due();
   scheduler::set_ready_batch(nullptr);
+}
+
+void event_loop::fire_due() {
+  if (next_wake_.load(std::memory_order_relaxed) <= steady_now_ns()) fire_expired();
+}
+
+// plan_timer_fd: the owner, about to block: sets the timerfd for the next
+// wake the wheel asks for, unless it is set for it already.
+void event_loop::plan_timer_fd() noexcept {
+  std::lock_guard lock(timer_lock_);
+  const std::int64_t wake = timers_.wake_time(slack_ns_);
+  if (wake != armed_deadline_ || timer_fd_expired_) arm_timer_fd_locked(wake);
+}
+
+// owned_by_caller: whether the calling thread owns this loop's processor
+// (a fiber's thread may have lost it to the monitor since it last checked).
+bool event_loop::owned_by_caller() const noexcept {
+  const worker* w = current_worker();
+  if (w == nullptr || w->proc == nullptr || w->proc->loop != this) return false;
+  const std::uint64_t word = w->proc->owner_word.load(std::memory_order_acquire);
+  return (word & ~owner_busy) == (w->owned_word & ~owner_busy);
 }
 
 bool event_loop::worth_polling(std::int64_t now) const noexcept {
@@ -177,11 +214,16 @@ bool event_loop::rearm_timer(timer_entry* e, std::int64_t deadline_ns) noexcept 
 
 bool event_loop::rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept {
   e->deadline_ns = deadline_ns;
-  const std::int64_t wake = timers_.push(e);
-  if (wake < next_wake_.load(std::memory_order_relaxed)) {
-    next_wake_.store(wake, std::memory_order_relaxed);
+  timers_.push(e);
+  const std::int64_t due =
+      deadline_ns < INT64_MAX - slack_ns_ ? deadline_ns + slack_ns_ : INT64_MAX;
+  if (due < next_wake_.load(std::memory_order_relaxed)) {
+    next_wake_.store(due, std::memory_order_relaxed);
   }
-  if (wake < armed_deadline_) arm_timer_fd_locked(wake);
+  // The owner sets the timerfd before it next blocks (plan_timer_fd).
+  if (due < armed_deadline_ && !owned_by_caller()) {
+    arm_timer_fd_locked(timers_.wake_time(slack_ns_));
+  }
   return true;
 }
 
@@ -189,6 +231,7 @@ bool event_loop::rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept
 // disarms it). Caller holds timer_lock_.
 void event_loop::arm_timer_fd_locked(std::int64_t deadline_ns) noexcept {
   armed_deadline_ = deadline_ns;
+  timer_fd_expired_ = false;  // setting a timerfd clears its expirations
   itimerspec spec{};
   if (deadline_ns != INT64_MAX) {
     const std::int64_t at = deadline_ns > 0 ? deadline_ns : 1;  // 0 would disarm
@@ -267,9 +310,7 @@ void event_loop::fire_expired() {
       std::lock_guard lock(timer_lock_);
       timers_.take_due(steady_now_ns(), expired_);
       for (timer_entry* e : expired_) e->firing.store(1, std::memory_order_relaxed);
-      const std::int64_t wake = timers_.next_wake();
-      next_wake_.store(wake, std::memory_order_relaxed);
-      if (wake != armed_deadline_) arm_timer_fd_locked(wake);
+      next_wake_.store(timers_.wake_time(slack_ns_), std::memory_order_relaxed);
     }
     if (expired_.empty()) return;
     for (timer_entry* e : expired_) {
@@ -287,8 +328,14 @@ void event_loop::on_async(uv_async_t* handle) { event_loop::of(handle->loop).dra
 
 void event_loop::on_timer_fd(uv_poll_t* handle, int, int) {
   event_loop& self = event_loop::of(handle->loop);
-  std::uint64_t expirations;
-  [[maybe_unused]] const ssize_t n = read(self.timer_fd_, &expirations, sizeof expirations);
+  {
+    std::lock_guard lock(self.timer_lock_);
+    if (self.timer_fd_expired_) {  // up a second time before an arm: clear it
+      std::uint64_t expirations;
+      [[maybe_unused]] const ssize_t n = read(self.timer_fd_, &expirations, sizeof expirations);
+    }
+    self.timer_fd_expired_ = true;
+  }
   self.fire_expired();
 }
 

@@ -79,6 +79,9 @@ class event_loop {
  private:
   void drain_submissions();
   void fire_expired();
+  void fire_due();
+  void plan_timer_fd() noexcept;
+  bool owned_by_caller() const noexcept;
   void arm_timer_fd_locked(std::int64_t deadline_ns) noexcept;
   bool rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept;
   std::size_t count_handles() noexcept;
@@ -89,7 +92,8 @@ class event_loop {
   uv_loop_t loop_;     // the owner only, after construction
   uv_async_t async_;   // the one cross-thread entry point
   const int index_;    // the processor's index, for error messages
-  int timer_fd_ = -1;  // a timerfd armed for the earliest entry of timers_
+  const std::int64_t slack_ns_;  // options::timer_slack
+  int timer_fd_ = -1;  // a timerfd: when the owner, asleep in the loop, must wake for timers
   uv_poll_t timer_poll_;
   char scratch_[64 * 1024];
 
@@ -101,7 +105,10 @@ class event_loop {
   spinlock timer_lock_;
   timer_wheel timers_;                       // guarded by timer_lock_
   std::int64_t armed_deadline_ = INT64_MAX;  // guarded by timer_lock_: what timer_fd_ is set to
-  std::atomic<std::int64_t> next_wake_{INT64_MAX};  // timers_.next_wake(), written under the lock
+  bool timer_fd_expired_ = false;            // guarded by timer_lock_: readable until the next arm
+  // next_wake_: when the owner should fire timers (at most one slack after
+  // the earliest deadline); written under the lock, read by polls and the monitor.
+  std::atomic<std::int64_t> next_wake_{INT64_MAX};
   std::vector<timer_entry*> expired_;               // the owner only: fire_expired's batch
 };
 

@@ -80,6 +80,7 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr milliseconds max_interval{10};
+constexpr std::int64_t max_interval_ns = std::chrono::nanoseconds(max_interval).count();
 constexpr milliseconds safety_net_period{10};
 constexpr int quiet_ticks_before_backoff = 50;
 
@@ -185,12 +186,14 @@ void scheduler::monitor_loop() {
   auto next_safety_net = std::chrono::steady_clock::now() + safety_net_period;
   std::int64_t next_stall_check_ns = INT64_MAX;
   std::uint64_t wakes_seen = 0;
+  std::int64_t woken_seen_ns = 0;  // when the monitor last saw wakes_ change
   for (;;) {
-    // Deep sleep only once the processors stayed asleep for a whole tick: a
-    // program that wakes every few hundred microseconds (timers, I/O) keeps
-    // the monitor on its backed-off ticks instead of poking it at every wake.
+    // Deep sleep only once no worker woke up for a whole backed-off tick: a
+    // program that wakes every millisecond or so (timers, I/O) keeps the
+    // monitor on its 10 ms ticks instead of poking it at every wake.
     const std::uint64_t wakes = wakes_.load(std::memory_order_relaxed);
-    const bool quiet = wakes == std::exchange(wakes_seen, wakes);
+    if (wakes != std::exchange(wakes_seen, wakes)) woken_seen_ns = steady_now_ns();
+    const bool quiet = steady_now_ns() - woken_seen_ns >= max_interval_ns;
     if (quiet && all_idle()) {
       monitor_word_.store(0, std::memory_order_relaxed);
       monitor_asleep_.store(1, std::memory_order_seq_cst);

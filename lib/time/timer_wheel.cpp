@@ -17,7 +17,7 @@ bool earlier(std::int64_t a_deadline, std::uint64_t a_sequence, std::int64_t b_d
 timer_wheel::timer_wheel(std::int64_t slot_ns, std::int64_t now_ns)
     : slot_ns_(slot_ns), cursor_(now_ns / slot_ns) {}
 
-std::int64_t timer_wheel::push(timer_entry* e) {
+void timer_wheel::push(timer_entry* e) {
   e->sequence = next_sequence_++;
   const std::int64_t slot = std::max(slot_of(e->deadline_ns), cursor_);
   if (slot - cursor_ < static_cast<std::int64_t>(slot_count)) {
@@ -26,7 +26,6 @@ std::int64_t timer_wheel::push(timer_entry* e) {
     e->ring_index = timer_entry::not_in_ring;
     overflow_.push(e);
   }
-  return slot * slot_ns_;
 }
 
 void timer_wheel::place(std::int64_t slot, timer_entry* e) {
@@ -58,17 +57,22 @@ void timer_wheel::remove(timer_entry* e) noexcept {
 
 void timer_wheel::take_due(std::int64_t now_ns, std::vector<timer_entry*>& out) {
   const std::int64_t due_slot = now_ns / slot_ns_;  // slots up to here have ended
-  if (due_slot < cursor_) return;
   due_.clear();
-  // The ring holds slots cursor_ .. cursor_ + slot_count - 1; those up to
-  // due_slot have ended (all of them, if the loop was away a long time).
-  const std::int64_t ended = std::min<std::int64_t>(due_slot - cursor_ + 1, slot_count);
-  for (std::int64_t k = 0; k < ended; ++k) {
-    const auto i = static_cast<std::uint32_t>(cursor_ + k) & mask;
-    if ((occupied_[i / 64] >> (i % 64) & 1) != 0) take_slot(i, due_);
+  if (due_slot >= cursor_) {
+    // The ring holds slots cursor_ .. cursor_ + slot_count - 1; those up to
+    // due_slot have ended (all of them, if the loop was away a long time).
+    const std::int64_t ended = std::min<std::int64_t>(due_slot - cursor_ + 1, slot_count);
+    for (std::int64_t k = 0; k < ended; ++k) {
+      const auto i = static_cast<std::uint32_t>(cursor_ + k) & mask;
+      if (occupied(i)) take_slot(i, due_);
+    }
+    cursor_ = due_slot + 1;
+    refill_from_overflow(due_slot, due_);
   }
-  cursor_ = due_slot + 1;
-  refill_from_overflow(due_slot, due_);
+  // The slot under way (the cursor's) holds deadlines on both sides of now.
+  const auto current = static_cast<std::uint32_t>(cursor_) & mask;
+  if (occupied(current)) take_due_in_slot(current, now_ns, due_);
+  if (due_.empty()) return;
   std::sort(due_.begin(), due_.end(), [](const record& a, const record& b) {
     return earlier(a.deadline_ns, a.sequence, b.deadline_ns, b.sequence);
   });
@@ -84,6 +88,25 @@ void timer_wheel::take_slot(std::uint32_t i, std::vector<record>& due) {
   ring_size_ -= records.size();
   records.clear();
   occupied_[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+}
+
+// take_due_in_slot: moves the records of slot i due at now_ns to `due`.
+void timer_wheel::take_due_in_slot(std::uint32_t i, std::int64_t now_ns,
+                                   std::vector<record>& due) {
+  std::vector<record>& records = ring_[i];
+  std::size_t kept = 0;
+  for (const record& r : records) {
+    if (r.deadline_ns <= now_ns) {
+      r.entry->heap_index = timer_entry::not_queued;
+      due.push_back(r);
+    } else {
+      r.entry->heap_index = kept;
+      records[kept++] = r;
+    }
+  }
+  ring_size_ -= records.size() - kept;
+  records.resize(kept);
+  if (kept == 0) occupied_[i / 64] &= ~(std::uint64_t{1} << (i % 64));
 }
 
 // refill_from_overflow: the cursor moved, so overflow entries may now be due
@@ -114,14 +137,34 @@ std::uint32_t timer_wheel::next_occupied() const noexcept {
   return slot_count;
 }
 
-std::int64_t timer_wheel::next_wake() const noexcept {
+std::int64_t timer_wheel::earliest() const noexcept {
   if (ring_size_ != 0) {
-    const std::uint32_t i = next_occupied();
-    const std::uint32_t ahead = (i - static_cast<std::uint32_t>(cursor_)) & mask;
-    return (cursor_ + ahead) * slot_ns_;
+    std::int64_t first = INT64_MAX;
+    for (const record& r : ring_[next_occupied()]) first = std::min(first, r.deadline_ns);
+    return first;
   }
-  if (const timer_entry* e = overflow_.top()) return slot_of(e->deadline_ns) * slot_ns_;
+  if (const timer_entry* e = overflow_.top()) return e->deadline_ns;
   return INT64_MAX;
+}
+
+// wake_time: the overflow heap starts slot_count slots past the ring's
+// first slot, far beyond any slack, so only ring slots can join the first.
+std::int64_t timer_wheel::wake_time(std::int64_t slack_ns) const noexcept {
+  const std::int64_t first = earliest();
+  if (ring_size_ == 0) return first;
+  const std::int64_t limit = first + std::min(slack_ns, INT64_MAX - first);
+  const std::uint32_t start = next_occupied();
+  const std::int64_t start_slot =
+      cursor_ + ((start - static_cast<std::uint32_t>(cursor_)) & mask);
+  const std::int64_t last_slot =
+      std::min(slot_of(limit), cursor_ + static_cast<std::int64_t>(slot_count) - 1);
+  std::int64_t wake = first;
+  for (std::int64_t slot = start_slot; slot <= last_slot; ++slot) {
+    for (const record& r : ring_[static_cast<std::uint32_t>(slot) & mask]) {
+      if (r.deadline_ns <= limit) wake = std::max(wake, r.deadline_ns);
+    }
+  }
+  return wake;
 }
 
 }  // namespace spindle::detail

@@ -1,12 +1,19 @@
 // lib/time/timer_wheel.hpp: one event loop's pending timers, by wake slot.
 //
-// A loop wakes for a timer at its deadline rounded up to the slot width
-// (options::timer_slack): every timer of a slot fires at the slot's end, in
-// deadline order and, for equal deadlines, in the order they were set. The
-// wheel is a ring of slot_count slots covering the slot_count slots from the
-// cursor on; each slot is an array of (deadline, sequence, entry) records.
-// Later timers wait in an overflow heap (timer_heap) and move into the ring
-// as the cursor comes within reach of them.
+// Timers fire no earlier than their deadline, in deadline order and, for
+// equal deadlines, in the order they were set. The wheel is a ring of
+// slot_count slots, each slot_ns wide (options::timer_slack), covering the
+// slot_count slots from the cursor on; each slot is an array of (deadline,
+// sequence, entry) records. Later timers wait in an overflow heap
+// (timer_heap) and move into the ring as the cursor comes within reach.
+//
+// When to wake (wake_time), Linux's hrtimer slack: a timer may fire up to
+// the slack after its deadline, so the loop wakes at the latest deadline no
+// more than one slack after the earliest, and fires everything due then.
+// Timers set close together (fibers that woke together and sleep again)
+// fire in one wake-up, however they fall across slot boundaries; rounding
+// every deadline up to its slot's end instead split such a group whenever it
+// straddled a boundary, and never let two groups merge.
 //
 // Why a wheel: entries live on parked fibers' stacks, all over memory. A
 // heap of 100,000 timers walks nine levels per push or pop and writes the
@@ -33,16 +40,18 @@ class timer_wheel {
   // timer_wheel: slots slot_ns wide; `now_ns` places the cursor.
   timer_wheel(std::int64_t slot_ns, std::int64_t now_ns);
 
-  // push: queues e for e->deadline_ns; returns when its slot ends (the time
-  // it will fire).
-  std::int64_t push(timer_entry* e);
+  // push: queues e for e->deadline_ns.
+  void push(timer_entry* e);
   // remove: unqueues e, which must be queued.
   void remove(timer_entry* e) noexcept;
-  // take_due: appends to `out`, in firing order, every entry whose slot
-  // ended at or before now_ns, unqueued.
+  // take_due: appends to `out`, in firing order, every entry whose deadline
+  // is at or before now_ns, unqueued.
   void take_due(std::int64_t now_ns, std::vector<timer_entry*>& out);
-  // next_wake: when the earliest pending slot ends; INT64_MAX if none.
-  std::int64_t next_wake() const noexcept;
+  // earliest: the earliest pending deadline; INT64_MAX if none.
+  std::int64_t earliest() const noexcept;
+  // wake_time: the latest pending deadline at most slack_ns after the
+  // earliest one (see above); INT64_MAX if none.
+  std::int64_t wake_time(std::int64_t slack_ns) const noexcept;
   std::size_t size() const noexcept { return ring_size_ + overflow_.size(); }
 
  private:
@@ -60,6 +69,10 @@ class timer_wheel {
   }
   void place(std::int64_t slot, timer_entry* e);
   void take_slot(std::uint32_t ring_index, std::vector<record>& due);
+  void take_due_in_slot(std::uint32_t ring_index, std::int64_t now_ns, std::vector<record>& due);
+  bool occupied(std::uint32_t ring_index) const noexcept {
+    return (occupied_[ring_index / 64] >> (ring_index % 64) & 1) != 0;
+  }
   void refill_from_overflow(std::int64_t due_slot, std::vector<record>& due);
   // next_occupied: the ring index of the first occupied slot at or after the
   // cursor, in ring order; slot_count if none.

@@ -213,23 +213,25 @@ using spindle::detail::timer_wheel;
 constexpr std::int64_t slot_ns = 100'000;
 
 // check_drain: advances the clock in random steps to `end`, checking that
-// each timer comes out once, never before its slot ends, and in (deadline,
-// insertion) order; returns how many came out.
+// each timer comes out once, never before its deadline, in (deadline,
+// insertion) order, that nothing due is left behind, and that the wake time
+// lies within one slack of the earliest deadline; returns how many came out.
 std::size_t check_drain(timer_wheel& wheel, std::vector<timer_entry>& entries, std::int64_t now,
                         std::int64_t end, std::mt19937_64& rng) {
   std::vector<timer_entry*> out;
   std::size_t fired = 0;
   while (now < end) {
     now += static_cast<std::int64_t>(rng() % (3 * slot_ns));
-    const std::int64_t wake = wheel.next_wake();
+    const std::int64_t first = wheel.earliest(), wake = wheel.wake_time(slot_ns);
+    CHECK(first <= wake);
+    if (first != INT64_MAX) CHECK(wake <= first + slot_ns);
     out.clear();
     wheel.take_due(now, out);
-    if (!out.empty()) CHECK(wake <= now);  // next_wake never hides a due slot
+    CHECK(wheel.earliest() > now);  // nothing due is left behind
     for (std::size_t i = 0; i < out.size(); ++i) {
       timer_entry* e = out[i];
       CHECK(e->heap_index == timer_entry::not_queued);
       CHECK(e->deadline_ns <= now);
-      CHECK((e->deadline_ns + slot_ns - 1) / slot_ns * slot_ns <= now);  // its slot ended
       if (i > 0) {
         const timer_entry* p = out[i - 1];
         CHECK((p->deadline_ns < e->deadline_ns ||
@@ -245,7 +247,7 @@ std::size_t check_drain(timer_wheel& wheel, std::vector<timer_entry>& entries, s
 
 }  // namespace
 
-TEST_CASE("timer wheel: every timer fires once, in order, never before its slot ends") {
+TEST_CASE("timer wheel: every timer fires once, in order, never before its deadline") {
   std::mt19937_64 rng(7);
   const std::int64_t start = 5'000'000'000;
   timer_wheel wheel(slot_ns, start);
@@ -258,7 +260,8 @@ TEST_CASE("timer wheel: every timer fires once, in order, never before its slot 
   const std::size_t fired = check_drain(wheel, entries, start, start + 200'000'000, rng);
   CHECK(fired == entries.size());
   CHECK(wheel.size() == 0);
-  CHECK(wheel.next_wake() == INT64_MAX);
+  CHECK(wheel.earliest() == INT64_MAX);
+  CHECK(wheel.wake_time(slot_ns) == INT64_MAX);
   for (auto& e : entries) CHECK(e.cancelled);
 }
 
@@ -272,13 +275,16 @@ TEST_CASE("timer wheel: removal from a slot and from the overflow heap") {
                                     start + 950'000'000};
   for (std::size_t i = 0; i < entries.size(); ++i) {
     entries[i].deadline_ns = deadlines[i];
-    CHECK(wheel.push(&entries[i]) >= deadlines[i]);
+    wheel.push(&entries[i]);
   }
-  CHECK(wheel.next_wake() == start + slot_ns);
+  CHECK(wheel.earliest() == start + 50'000);
+  CHECK(wheel.wake_time(slot_ns) == start + 70'000);  // the three within one slack
   wheel.remove(&entries[0]);  // the last of the slot moves into its place
   wheel.remove(&entries[2]);  // ... and is removed from there
   wheel.remove(&entries[4]);  // overflow
   CHECK(wheel.size() == 3);
+  CHECK(wheel.earliest() == start + 60'000);
+  CHECK(wheel.wake_time(slot_ns) == start + 60'000);
   std::vector<timer_entry*> out;
   wheel.take_due(start + 2'000'000'000, out);  // a long absence: far past the ring
   REQUIRE(out.size() == 3);
@@ -295,10 +301,32 @@ TEST_CASE("timer wheel: a timer set after a long idle gap still fires on time") 
   wheel.take_due(start + 10'000'000'000, out);  // nothing pending; the cursor jumps
   timer_entry e;
   e.deadline_ns = start + 10'000'000'000 + 250'000;
-  CHECK(wheel.push(&e) == start + 10'000'000'000 + 300'000);
-  wheel.take_due(start + 10'000'000'000 + 299'999, out);
+  wheel.push(&e);
+  CHECK(wheel.wake_time(slot_ns) == e.deadline_ns);
+  wheel.take_due(e.deadline_ns - 1, out);
   CHECK(out.empty());
-  wheel.take_due(start + 10'000'000'000 + 300'000, out);
+  wheel.take_due(e.deadline_ns, out);
   REQUIRE(out.size() == 1);
   CHECK(out[0] == &e);
+}
+
+TEST_CASE("timer wheel: timers close together wake the loop once, across a slot boundary") {
+  const std::int64_t start = 1'000'000'000;  // a slot boundary
+  timer_wheel wheel(slot_ns, start - 500'000);
+  std::vector<timer_entry> group(4);
+  const std::int64_t deadlines[] = {start - 10'000, start + 10'000, start + 85'000,
+                                    start + 95'000};  // the last is past one slack
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    group[i].deadline_ns = deadlines[i];
+    wheel.push(&group[i]);
+  }
+  const std::int64_t wake = wheel.wake_time(slot_ns);
+  CHECK(wake == start + 85'000);
+  std::vector<timer_entry*> out;
+  wheel.take_due(wake, out);
+  REQUIRE(out.size() == 3);
+  CHECK(out[0] == &group[0]);
+  CHECK(out[2] == &group[2]);
+  CHECK(wheel.earliest() == start + 95'000);
+  CHECK(wheel.size() == 1);
 }
