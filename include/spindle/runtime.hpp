@@ -70,8 +70,9 @@ struct options {
   // than procs + 2 worker threads remain. Environment: SPINDLE_RETIRE_MS.
   std::chrono::milliseconds retire_after{10000};
 
-  // timer_slack: timers due within the same slot of this length fire
-  // together (never early), which bounds the event loop's wake-ups.
+  // timer_slack: how late a timer may fire (never early): a loop wakes at
+  // the latest deadline within this much of the earliest and fires every
+  // timer due, so timers set close together cost one wake-up.
   // Environment: SPINDLE_TIMER_SLACK_US.
   std::chrono::microseconds timer_slack{200};
 
