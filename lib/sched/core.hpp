@@ -44,6 +44,11 @@ struct fiber {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
 
+  // resume_sp: where `context` saved the registers (the top of the parked
+  // stack), published after each switch out so that the worker about to run
+  // the fiber before it can prefetch those lines (scheduler::execute).
+  std::atomic<const void*> resume_sp{nullptr};
+
   // running: 1 while a worker runs the fiber; checks that no fiber runs twice.
   std::atomic<std::uint32_t> running{0};
 };

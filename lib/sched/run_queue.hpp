@@ -64,6 +64,15 @@ class run_queue {
     }
   }
 
+  // peek: owner only. The fiber `ahead` places from the oldest (0: the
+  // oldest), left queued, or nullptr. A hint: the balancer may take it
+  // meanwhile.
+  fiber* peek(std::uint32_t ahead) const noexcept {
+    const std::uint32_t head = head_.load(std::memory_order_relaxed);
+    if (tail_.load(std::memory_order_relaxed) - head <= ahead) return nullptr;
+    return slots_[(head + ahead) % capacity].load(std::memory_order_relaxed);
+  }
+
   // grab: any thread. Appends up to `max` of the oldest fibers, at most half
   // the ring rounded up, to `out`; returns how many.
   std::uint32_t grab(fiber_batch& out, std::uint32_t max) noexcept;

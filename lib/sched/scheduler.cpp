@@ -253,6 +253,15 @@ void scheduler::ready(fiber* f, bool next) noexcept {
   push_global(f);
 }
 
+// publish_resume_sp: records where f's context lives (Boost.Context's
+// fiber is the saved stack pointer), for prefetch_next.
+void scheduler::publish_resume_sp(fiber& f) noexcept {
+  static_assert(sizeof(f.context) == sizeof(void*));
+  const void* sp;
+  std::memcpy(&sp, &f.context, sizeof sp);
+  f.resume_sp.store(sp, std::memory_order_relaxed);
+}
+
 void scheduler::set_ready_batch(std::vector<fiber*>* batch) noexcept { ready_batch = batch; }
 
 void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
@@ -368,14 +377,31 @@ void scheduler::execute(worker& w, fiber* f) noexcept {
   }
   mark_running(*f);
   w.current = f;
+  prefetch_next(p);
   leave_runtime(w);
   run_fiber(w, *f);
+  publish_resume_sp(*f);
   if (w.proc != nullptr && !enter_runtime(w)) lose_processor(w);
   w.current = nullptr;
   mark_stopped(*f);
   const after_switch_fn action = w.after_switch;
   w.after_switch = nullptr;
   action(w, f, w.after_switch_arg);
+}
+
+// prefetch_next: while the current fiber runs, starts loading the saved
+// registers and top frames of the fiber queued next, and the record of the
+// one after it (whose resume_sp the next call reads). A fiber woken by a
+// timer or I/O long after it parked finds those lines, and their pages' TLB
+// entries, cold: in the timers workload the first load from a resumed stack
+// was a fifth of the CPU time.
+void scheduler::prefetch_next(processor& p) noexcept {
+  if (fiber* after_next = p.ring.peek(1)) __builtin_prefetch(after_next);
+  fiber* next = p.ring.peek(0);
+  if (next == nullptr) return;
+  const char* sp = static_cast<const char*>(next->resume_sp.load(std::memory_order_relaxed));
+  if (sp == nullptr) return;
+  for (int line = 0; line < 8; ++line) __builtin_prefetch(sp + 64 * line);
 }
 
 fiber* scheduler::find_runnable(worker& w) {

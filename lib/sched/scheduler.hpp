@@ -86,6 +86,8 @@ class scheduler {
   void evacuate(processor& p) noexcept;
   void adapt_spin(worker& w, std::chrono::steady_clock::duration slept) noexcept;
   void execute(worker& w, fiber* f) noexcept;
+  static void prefetch_next(processor& p) noexcept;
+  static void publish_resume_sp(fiber& f) noexcept;
 
   void put_local(processor& p, fiber* f, bool next) noexcept;
   void push_ring_or_overflow(processor& p, fiber* f) noexcept;
