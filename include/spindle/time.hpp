@@ -25,6 +25,7 @@ using steady_time = std::chrono::steady_clock::time_point;
 
 namespace detail {
 void sleep_until_steady(steady_time deadline);
+void sleep_until_ahead(steady_time deadline);
 class timer_state;
 }  // namespace detail
 
@@ -39,7 +40,8 @@ void sleep_until(const std::chrono::time_point<Clock, Duration>& deadline) {
 // plain thread. A zero or negative d returns at once.
 template <class Rep, class Period>
 void sleep_for(const std::chrono::duration<Rep, Period>& d) {
-  detail::sleep_until_steady(detail::deadline_after(d));
+  if (d <= d.zero()) return;
+  detail::sleep_until_ahead(detail::deadline_after(d));
 }
 
 // timer: fires once, Go's time.Timer. Either it sends the time it fired on

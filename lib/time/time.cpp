@@ -90,14 +90,19 @@ class timer_state {
 };
 
 void sleep_until_steady(steady_time deadline) {
+  if (deadline <= std::chrono::steady_clock::now()) return;
+  sleep_until_ahead(deadline);
+}
+
+// sleep_until_ahead: sleep_until for a deadline just computed to be ahead
+// (sleep_for's now + d): no second clock read to check it.
+void sleep_until_ahead(steady_time deadline) {
   waiter self;
   if (!self.is_fiber()) {
     std::this_thread::sleep_until(deadline);
     return;
   }
-  spinlock nobody_wakes_us;
-  nobody_wakes_us.lock();
-  self.park_until(nobody_wakes_us, deadline);
+  self.sleep_until(deadline);
 }
 
 }  // namespace detail
