@@ -436,7 +436,12 @@ bool scheduler::saturated() noexcept {
 }
 
 // activate_next: the lowest inactive processor runs fibers again; its
-// worker leaves rest_while_inactive and looks for work like any other.
+// worker leaves rest_while_inactive and looks for work like any other. Only
+// its loop is woken, not its wake word: once the lock is released the
+// processor may join the idle set (wake word := none) before a store here,
+// which would then end its W5 while it is still in the set (it would join
+// twice) or overwrite a claimer's wake_search (nsearching would stay 1).
+// The rest loop reads active_ after every poll; it needs no word.
 void scheduler::activate_next() noexcept {
   processor* p;
   {
@@ -446,7 +451,7 @@ void scheduler::activate_next() noexcept {
     p = processors_[static_cast<std::size_t>(active)].get();
     active_.store(active + 1, std::memory_order_seq_cst);
   }
-  wake_processor(*p, wake_inbox);
+  p->loop->wake();
 }
 
 // deactivate_last: the highest active processor stops running fibers. An

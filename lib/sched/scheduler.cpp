@@ -52,6 +52,9 @@
 //     worker sleeps in its processor's event loop). The woken worker is
 //     searching; when it finds work it stops searching and, if the global
 //     queue still has fibers, calls wakep() itself: wakes chain one at a time.
+//     If nobody is idle after all, wakep undoes the CAS, fences and, if the
+//     global queue is not empty, starts over: a submitter that saw its
+//     nsearching == 1 counted on a searcher that does not exist.
 //   Worker running out of work (wait_for_work):
 //     W1. spin up to options::spin on the inbox and global queue (as a
 //         searcher, if it could become one);
@@ -63,6 +66,9 @@
 //     W5. sleep in the processor's event loop while the wake word is 0; if
 //         the loop itself readies fibers (I/O, timers), leave the idle set
 //         and run them (if a claimer was first, its wake is on the way).
+//   A worker whose processor is inactive (compaction) never joins the idle
+//   set; before it rests it stops searching or, if the global queue is not
+//   empty, calls wakep(): it may have been the one those fibers counted on.
 //   Why nothing is lost: the fences of S2 and W4 are ordered. If W4 comes
 //   first, S3 sees nsearching already decremented and nidle incremented, and
 //   wakes someone; if S2 comes first, W4 sees the pushed fiber. A processor
@@ -70,7 +76,8 @@
 //   word set before its loop is woken, and the loop's wake (an eventfd
 //   write) is not lost if it comes before the worker blocks in epoll; W5
 //   re-reads the word after every poll. The balancer claims an idle processor before filling its
-//   inbox, so the same argument covers it. The monitor also counts any fiber left queued while
+//   inbox, so the same argument covers it. tests/model checks the protocol, compaction included
+//   (wake_model.cpp, compaction_model.cpp). The monitor also counts any fiber left queued while
 //   every processor sleeps (safety_net_wakes); tests assert the count stays zero.
 //
 // Parking a fiber
@@ -605,7 +612,14 @@ fiber* scheduler::sleep_in_loop(worker& w, processor& p) {
 // activates it (active_ first, then a wake of its loop, which the poll
 // below cannot miss: see sleep_in_loop).
 void scheduler::rest_while_inactive(worker& w, processor& p) {
-  if (w.searching) stop_searching(w);
+  // Fibers in the global queue may count on this worker: as the searcher,
+  // or because it saw them at W4 and left the idle set to run them. Hand
+  // them on (tests/model/compaction_model.cpp, bug 2).
+  if (w.searching) {
+    stop_searching(w);
+  } else if (!global_.empty()) {
+    wakep();
+  }
   evacuate(p);
   while (!is_active(p)) {
     p.loop->poll(true, p.readied);
@@ -688,16 +702,24 @@ void scheduler::wake_processor(processor& p, wake_reason why) noexcept {
   p.loop->wake();
 }
 
+// wakep: the CAS makes the caller the searcher until the claimed processor
+// takes over. When nobody is idle after all it undoes the CAS; a submitter
+// that saw nsearching == 1 meanwhile left its fiber to that searcher, so,
+// like a worker going idle (W3, W4), it fences and looks at the global queue
+// again (tests/model: wake_model.cpp, two plain threads; compaction_model.cpp).
 void scheduler::wakep() noexcept {
-  if (nidle_.load(std::memory_order_seq_cst) == 0) return;
-  int none = 0;
-  if (!nsearching_.compare_exchange_strong(none, 1)) return;
-  processor* p = claim_idle();
-  if (p == nullptr) {
+  for (;;) {
+    if (nidle_.load(std::memory_order_seq_cst) == 0) return;
+    int none = 0;
+    if (!nsearching_.compare_exchange_strong(none, 1)) return;
+    if (processor* p = claim_idle()) {
+      wake_processor(*p, wake_search);
+      return;
+    }
     nsearching_.fetch_sub(1, std::memory_order_seq_cst);
-    return;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (global_.empty()) return;
   }
-  wake_processor(*p, wake_search);
 }
 
 void scheduler::stop_searching(worker& w) noexcept {

@@ -6,7 +6,10 @@
 // thread pushes two fibers to the global queue, and every fiber a worker runs
 // may push one more (a fiber readying another on a busy processor: an
 // offload). Every interleaving under x86-TSO (explorer.hpp) must end with no
-// fiber queued while both workers sleep: a lost wake-up.
+// fiber queued while both workers sleep: a lost wake-up. A second
+// configuration has two plain threads push one fiber each (and no offload):
+// a submitter that is not a worker never looks at the queue again, so it
+// relies on wakep's second look (WP_RECHECK).
 //
 // Abstraction: the global queue is its length Q (fibers are identical);
 // a fiber runs in one step; the idle set is per-processor flags guarded by
@@ -22,7 +25,8 @@
 //   WP0..WP4                 wakep: nidle_ load, nsearching_ CAS 0->1,
 //                            claim_idle (idle lock), wake_processor (store
 //                            wake_word, FUTEX_WAKE); WP_UNDO: the fetch_sub
-//                            when claim_idle found nobody
+//                            when claim_idle found nobody; WP_RECHECK: the
+//                            fence after it and global_.empty() -> again
 //   F_SIZE, F_POP            find_runnable -> take_global: global_.size(),
 //                            pop_batch under the queue lock
 //   STOP1, STOP2             stop_searching: nsearching_ -= 1, then
@@ -50,7 +54,7 @@ using model::u8;
 
 enum var : int { Q, NSEARCHING, NIDLE, WAKE0, WAKE1, nvars };
 enum : u8 { wake_none = 0, wake_search = 1 };
-constexpr int nworkers = 2, pusher = 2, nthreads = 3;
+constexpr int nworkers = 2, pusher = 2, nthreads = 4;  // thread 3: a second plain thread
 
 enum pc : u8 {
   F_SIZE,
@@ -76,6 +80,7 @@ enum pc : u8 {
   WP1,
   WP2,
   WP_UNDO,
+  WP_RECHECK,
   WP3,
   WP4,
   P_NEXT,
@@ -89,7 +94,7 @@ struct state {
   u8 claimed[nthreads];  // the processor wakep claimed
   u8 searching[nworkers];
   u8 in_idle[nworkers];  // guarded by the idle lock
-  u8 to_push;            // fibers the plain thread has yet to push
+  u8 to_push[2];         // fibers each plain thread has yet to push
   u8 spawns;             // fibers running fibers may still push
 };
 
@@ -100,13 +105,18 @@ struct wake_model {
   bool s2_fence = true;
   bool w4_fence = true;
   bool recheck_before_w3 = false;  // re-check the queues while still searching
+  bool wakep_rechecks = true;      // after WP_UNDO, fence and look at the queue again
 
-  static state initial() {
+  // initial: one plain thread pushing two fibers, fibers that may push one
+  // more; or two plain threads pushing one each.
+  static state initial(int plain_threads = 1) {
     state s{};
     s.pc[0] = s.pc[1] = F_SIZE;
     s.pc[pusher] = P_NEXT;
-    s.to_push = 2;
-    s.spawns = 1;
+    s.pc[pusher + 1] = plain_threads == 2 ? P_NEXT : P_DONE;
+    s.to_push[0] = plain_threads == 2 ? 1 : 2;
+    s.to_push[1] = plain_threads == 2 ? 1 : 0;
+    s.spawns = plain_threads == 2 ? 0 : 1;
     return s;
   }
 
@@ -154,8 +164,8 @@ struct wake_model {
     switch (s.pc[t]) {
       // ---- the plain thread
       case P_NEXT:
-        if (s.to_push == 0) return go(out, n, t, P_DONE, "done pushing");
-        --n.to_push;
+        if (s.to_push[t - pusher] == 0) return go(out, n, t, P_DONE, "done pushing");
+        --n.to_push[t - pusher];
         return go(out, calling_push(n, t, P_NEXT), t, S1, "push_global");
       case P_DONE:
         return;
@@ -191,7 +201,11 @@ struct wake_model {
       case WP_UNDO:
         if (!m.drained(t)) return;
         --n.mem.memory[NSEARCHING];
-        return go(out, n, t, pc(s.ret[t]), "wakep: nsearching -= 1");
+        return go(out, n, t, wakep_rechecks ? WP_RECHECK : pc(s.ret[t]), "wakep: nsearching -= 1");
+      case WP_RECHECK:
+        if (!m.drained(t)) return;  // the fence
+        if (m.memory[Q] == 0) return go(out, n, t, pc(s.ret[t]), "wakep: fence, queue empty");
+        return go(out, n, t, WP0, "wakep: fence, queue not empty: again");
       case WP3:
         if (!n.mem.store(t, WAKE0 + s.claimed[t], wake_search)) return;
         return go(out, n, t, WP4, "wake_word := search");
@@ -347,4 +361,24 @@ TEST_CASE("wake protocol: under x86-TSO the W4 fence is implied by W2/W3's locke
   const model::result r = model::explore(without_w4, wake_model::initial());
   INFO(r.describe());
   CHECK_FALSE(r.violated);
+}
+
+TEST_CASE("wake protocol: two plain threads pushing, no lost wake-up under x86-TSO") {
+  const model::result r = model::explore(wake_model{}, wake_model::initial(2));
+  INFO(r.describe());
+  CHECK_FALSE(r.violated);
+  MESSAGE("wake protocol, two plain threads: " << r.states << " states");
+}
+
+// wakep used to undo its CAS and return when claim_idle found nobody. A
+// second plain thread that pushed meanwhile saw nsearching == 1 and left its
+// fiber to a searcher that did not exist, while the workers, busy when
+// claim_idle looked, had gone to sleep without seeing it.
+TEST_CASE("wake protocol: wakep undoing without a second look loses a wake-up (teeth)") {
+  wake_model mutated;
+  mutated.wakep_rechecks = false;
+  const model::result r = model::explore(mutated, wake_model::initial(2));
+  INFO(r.describe());
+  REQUIRE(r.violated);
+  CHECK(r.message.find("lost wake-up") != std::string::npos);
 }
