@@ -105,8 +105,8 @@ options current_options();
 // stats: counters of the running runtime, for tests and diagnostics.
 struct stats {
   std::size_t procs = 0;
-  std::size_t procs_active = 0;  // processors running fibers now (options::compaction)
-  std::uint64_t compactions = 0; // times the monitor deactivated a processor
+  std::size_t procs_active = 0;   // processors running fibers now (options::compaction)
+  std::uint64_t compactions = 0;  // times the monitor deactivated a processor
   std::uint64_t fibers_spawned = 0;
   std::uint64_t fibers_alive = 0;
   std::uint64_t balancer_moves = 0;    // fibers the balancer moved between processors

@@ -89,9 +89,9 @@ class event_loop {
   static void on_async(uv_async_t* handle);
   static void on_timer_fd(uv_poll_t* handle, int status, int events);
 
-  uv_loop_t loop_;     // the owner only, after construction
-  uv_async_t async_;   // the one cross-thread entry point
-  const int index_;    // the processor's index, for error messages
+  uv_loop_t loop_;               // the owner only, after construction
+  uv_async_t async_;             // the one cross-thread entry point
+  const int index_;              // the processor's index, for error messages
   const std::int64_t slack_ns_;  // options::timer_slack
   int timer_fd_ = -1;  // a timerfd: when the owner, asleep in the loop, must wake for timers
   uv_poll_t timer_poll_;
@@ -109,7 +109,7 @@ class event_loop {
   // next_wake_: when the owner should fire timers (at most one slack after
   // the earliest deadline); written under the lock, read by polls and the monitor.
   std::atomic<std::int64_t> next_wake_{INT64_MAX};
-  std::vector<timer_entry*> expired_;               // the owner only: fire_expired's batch
+  std::vector<timer_entry*> expired_;  // the owner only: fire_expired's batch
 };
 
 // steady_now_ns: the steady clock in nanoseconds.

@@ -164,7 +164,8 @@ void wait_for_tick(std::atomic<std::uint32_t>& word, std::int64_t timeout_ns) no
 }  // namespace
 
 bool scheduler::all_idle() const noexcept {
-  if (nidle_.load(std::memory_order_seq_cst) != active_.load(std::memory_order_relaxed)) return false;
+  if (nidle_.load(std::memory_order_seq_cst) != active_.load(std::memory_order_relaxed))
+    return false;
   if (!global_.empty()) return false;
   for (auto& p : processors_) {
     if (!p->inbox.empty() || p->ring.size() != 0) return false;

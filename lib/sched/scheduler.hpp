@@ -168,8 +168,8 @@ class scheduler {
 
   std::atomic<std::uint64_t> next_fiber_id_{1};
   std::atomic<std::uint64_t> exited_{0}, balancer_moves_{0}, offloads_{0}, sleeps_{0}, wakes_{0},
-      safety_net_wakes_{0}, compactions_{0}, handoffs_{0}, blocked_handoffs_{0}, hog_handoffs_{0}, threads_alive_{0},
-      threads_peak_{0}, threads_created_{0}, threads_retired_{0};
+      safety_net_wakes_{0}, compactions_{0}, handoffs_{0}, blocked_handoffs_{0}, hog_handoffs_{0},
+      threads_alive_{0}, threads_peak_{0}, threads_created_{0}, threads_retired_{0};
 };
 
 }  // namespace spindle::detail

@@ -91,8 +91,7 @@ void timer_wheel::take_slot(std::uint32_t i, std::vector<record>& due) {
 }
 
 // take_due_in_slot: moves the records of slot i due at now_ns to `due`.
-void timer_wheel::take_due_in_slot(std::uint32_t i, std::int64_t now_ns,
-                                   std::vector<record>& due) {
+void timer_wheel::take_due_in_slot(std::uint32_t i, std::int64_t now_ns, std::vector<record>& due) {
   std::vector<record>& records = ring_[i];
   std::size_t kept = 0;
   for (const record& r : records) {
@@ -154,8 +153,7 @@ std::int64_t timer_wheel::wake_time(std::int64_t slack_ns) const noexcept {
   if (ring_size_ == 0) return first;
   const std::int64_t limit = first + std::min(slack_ns, INT64_MAX - first);
   const std::uint32_t start = next_occupied();
-  const std::int64_t start_slot =
-      cursor_ + ((start - static_cast<std::uint32_t>(cursor_)) & mask);
+  const std::int64_t start_slot = cursor_ + ((start - static_cast<std::uint32_t>(cursor_)) & mask);
   const std::int64_t last_slot =
       std::min(slot_of(limit), cursor_ + static_cast<std::int64_t>(slot_count) - 1);
   std::int64_t wake = first;

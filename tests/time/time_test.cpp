@@ -279,9 +279,9 @@ TEST_CASE("timer wheel: removal from a slot and from the overflow heap") {
   }
   CHECK(wheel.earliest() == start + 50'000);
   CHECK(wheel.wake_time(slot_ns) == start + 70'000);  // the three within one slack
-  wheel.remove(&entries[0]);  // the last of the slot moves into its place
-  wheel.remove(&entries[2]);  // ... and is removed from there
-  wheel.remove(&entries[4]);  // overflow
+  wheel.remove(&entries[0]);                          // the last of the slot moves into its place
+  wheel.remove(&entries[2]);                          // ... and is removed from there
+  wheel.remove(&entries[4]);                          // overflow
   CHECK(wheel.size() == 3);
   CHECK(wheel.earliest() == start + 60'000);
   CHECK(wheel.wake_time(slot_ns) == start + 60'000);
