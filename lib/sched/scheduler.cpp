@@ -14,8 +14,10 @@
 //   monitor      one thread that balances queues and watches for lost wake-ups.
 //
 // Where a worker finds work (local_work, take_global), in order:
-//   1. every 61st fiber, one fiber from the global queue (so a processor busy
-//      with its own fibers cannot starve the global queue; Go's rule);
+//   1. every 61st fiber, a poll of the processor's loop and one fiber from
+//      the global queue (so a processor busy with its own fibers, or fed by
+//      the global queue without end, starves neither its timers and I/O nor
+//      the global queue; Go's rule for the global queue, fair_turn);
 //   2. runnext, while the current time slice (2 ms, on the coarse clock) lasts:
 //      a fiber readied by a running fiber inherits its slice, so a ping-pong
 //      pair or a spawn-and-join chain runs as a unit but cannot starve the ring;
@@ -433,13 +435,7 @@ fiber* scheduler::find_runnable(worker& w) {
 
 fiber* scheduler::local_work(processor& p) noexcept {
   if (++p.schedtick % global_check_period == 0) {
-    if (!global_.empty()) {
-      if (fiber* f = global_.pop()) return start_slice(p, f);
-    }
-    if (!p.inbox.empty()) {
-      if (fiber* f = drain_inbox(p)) return start_slice(p, f);
-    }
-    if (fiber* f = poll_loop(p)) return start_slice(p, f);
+    if (fiber* f = fair_turn(p)) return start_slice(p, f);
   }
   if (fiber* f = take_runnext(p)) return f;
   if (fiber* f = p.ring.pop()) return start_slice(p, f);
@@ -449,6 +445,24 @@ fiber* scheduler::local_work(processor& p) noexcept {
   }
   if (!p.inbox.empty()) return start_slice(p, drain_inbox(p));
   return nullptr;
+}
+
+// fair_turn: every 61st pick, however full the local queues stay, the loop
+// (due timers, I/O) and the global queue each get a turn: the loop is
+// polled, and one global fiber runs now or, if the poll readied fibers
+// (which run first), joins the ring. Otherwise a processor whose ring never
+// empties, or that always finds the global queue non-empty, would never poll
+// its loop, and its sleepers would never wake.
+fiber* scheduler::fair_turn(processor& p) noexcept {
+  fiber* f = poll_loop(p);
+  if (!global_.empty()) {
+    if (fiber* g = global_.pop()) {
+      if (f == nullptr) return g;
+      push_ring_or_overflow(p, g);
+    }
+  }
+  if (f == nullptr && !p.inbox.empty()) f = drain_inbox(p);
+  return f;
 }
 
 // take_runnext: the runnext fiber, if the current time slice has time left.

@@ -73,6 +73,7 @@ class scheduler {
   void worker_loop(worker& w);
   fiber* find_runnable(worker& w);
   fiber* local_work(processor& p) noexcept;
+  fiber* fair_turn(processor& p) noexcept;
   fiber* take_runnext(processor& p) noexcept;
   fiber* start_slice(processor& p, fiber* f) noexcept;
   fiber* take_global(processor& p) noexcept;

@@ -15,6 +15,7 @@
 #include "io/event_loop.hpp"
 #include "scale.hpp"
 #include "time/timer_wheel.hpp"
+#include "wait.hpp"
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
@@ -181,6 +182,26 @@ TEST_CASE("100,000 sleeping fibers share one timer handle") {
   for (auto& s : sleepers) s.join();
   CHECK(handles_during == handles_before);
   CHECK(event_loop::pending_timers() == 0);
+}
+
+TEST_CASE("timers fire while the run queues never empty") {
+  // More yielding fibers than a ring holds: the overflow keeps the global
+  // queue non-empty and the rings full, so only the every-61st-pick turn
+  // polls the loops. The sleeper must still wake, ten times.
+  std::atomic<bool> stop{false};
+  std::vector<spindle::handle<void>> yielders;
+  for (int i = 0; i < 600; ++i) {
+    yielders.push_back(spindle::go([&stop] {
+      while (!stop.load(std::memory_order_relaxed)) spindle::yield();
+    }));
+  }
+  auto sleeper = spindle::go([] {
+    for (int i = 0; i < 10; ++i) spindle::sleep_for(1ms);
+  });
+  CHECK(spindle_test::wait_until([&] { return sleeper.done(); }));
+  stop = true;
+  for (auto& y : yielders) y.join();
+  if (sleeper.done()) sleeper.join();
 }
 
 TEST_CASE("timed waits from many threads and fibers at once") {
