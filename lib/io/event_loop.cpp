@@ -198,21 +198,23 @@ bool event_loop::needs_service(std::int64_t now) const noexcept {
   return ::poll(&backend, 1, 0) > 0;
 }
 
-void event_loop::add_timer(timer_entry* e) noexcept {
+void event_loop::add_timer(timer_entry* e) noexcept { add_timer(e, owned_by_caller()); }
+
+void event_loop::add_timer(timer_entry* e, bool by_owner) noexcept {
   std::lock_guard lock(timer_lock_);
   e->home = this;
   e->cancelled = false;
-  rearm_locked(e, e->deadline_ns);
+  rearm_locked(e, e->deadline_ns, by_owner);
 }
 
 bool event_loop::rearm_timer(timer_entry* e, std::int64_t deadline_ns) noexcept {
   event_loop& home = *e->home;
   std::lock_guard lock(home.timer_lock_);
   if (e->cancelled) return false;
-  return home.rearm_locked(e, deadline_ns);
+  return home.rearm_locked(e, deadline_ns, home.owned_by_caller());
 }
 
-bool event_loop::rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept {
+bool event_loop::rearm_locked(timer_entry* e, std::int64_t deadline_ns, bool by_owner) noexcept {
   e->deadline_ns = deadline_ns;
   timers_.push(e);
   const std::int64_t due =
@@ -221,7 +223,7 @@ bool event_loop::rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept
     next_wake_.store(due, std::memory_order_relaxed);
   }
   // The owner sets the timerfd before it next blocks (plan_timer_fd).
-  if (due < armed_deadline_ && !owned_by_caller()) {
+  if (due < armed_deadline_ && !by_owner) {
     arm_timer_fd_locked(timers_.wake_time(slack_ns_));
   }
   return true;

@@ -42,7 +42,10 @@ class event_loop {
   // submit: queues r; the loop's owner runs it soon. Does not block.
   void submit(loop_request* r) noexcept;
   // add_timer: arms e on this loop for e->deadline_ns. Does not block.
+  // `by_owner`: the caller is the worker that owns this loop's processor,
+  // in the scheduler (it sets the timerfd before it next blocks).
   void add_timer(timer_entry* e) noexcept;
+  void add_timer(timer_entry* e, bool by_owner) noexcept;
   // rearm_timer: re-arms e on the loop it last ran on, unless e was
   // cancelled meanwhile (for periodic timers re-arming themselves from
   // fire()). Returns whether it re-armed.
@@ -83,7 +86,7 @@ class event_loop {
   void plan_timer_fd() noexcept;
   bool owned_by_caller() const noexcept;
   void arm_timer_fd_locked(std::int64_t deadline_ns) noexcept;
-  bool rearm_locked(timer_entry* e, std::int64_t deadline_ns) noexcept;
+  bool rearm_locked(timer_entry* e, std::int64_t deadline_ns, bool by_owner) noexcept;
   std::size_t count_handles() noexcept;
 
   static void on_async(uv_async_t* handle);

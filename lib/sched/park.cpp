@@ -93,10 +93,19 @@ void waiter::settle_after_switch(worker&, fiber* f, void* self) {
   if (static_cast<waiter*>(self)->settle()) scheduler::get().ready(f, true);
 }
 
-void waiter::finish_park(worker&, fiber* f, void* record) {
+// finish_park: on the worker, in the scheduler. A worker that still holds
+// its processor owns that processor's loop; one that lost it (a handoff)
+// arms the timer like a plain thread.
+void waiter::finish_park(worker& w, fiber* f, void* record) {
   auto* park = static_cast<timed_park*>(record);
   if (park->then != nullptr) park->then(park->then_arg);
-  if (park->entry.deadline_ns != INT64_MAX) event_loop::current().add_timer(&park->entry);
+  if (park->entry.deadline_ns != INT64_MAX) {
+    if (w.proc != nullptr) {
+      w.proc->loop->add_timer(&park->entry, true);
+    } else {
+      event_loop::current().add_timer(&park->entry);
+    }
+  }
   if (park->parked->settle()) scheduler::get().ready(f, true);
 }
 
