@@ -7,10 +7,13 @@
 //   spindle::ticker tick(100ms);                 // tick.channel() receives every 100 ms
 //   auto deadline = spindle::after(2s);          // Go's time.After
 //
-// All times are on std::chrono::steady_clock. Timers are kept in one heap under
-// a single libuv timer, so a hundred thousand sleeping fibers are cheap. A timer
-// fires no earlier than its deadline; how much later depends on the load (the
-// loop wakes with millisecond granularity and a 1 us timer slack).
+// All times are on std::chrono::steady_clock. Timers are entries in a timer
+// wheel per processor under one timerfd each, so a hundred thousand sleeping
+// fibers are cheap. A timer fires no earlier than its deadline and, on an
+// idle processor, at most options::timer_slack (200 us) plus the kernel's
+// wake-up latency after it; timers due close together fire in one wake-up.
+// On a busy processor it fires at the next poll of its loop (at the latest
+// every 61 fibers run there).
 #pragma once
 
 #include <chrono>
