@@ -103,7 +103,7 @@ class socket_base {
   event_loop* loop_;
   bool initialized_ = false;  // written on its loop before publication
   std::atomic<int> fd_users_{0};
-  // Loop thread only.
+  // Its loop's owner only.
   bool closing_ = false;
   bool handle_closed_ = false;
   teardown_op* teardown_waiters_ = nullptr;

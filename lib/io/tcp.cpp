@@ -673,7 +673,7 @@ class tcp_acceptor final : public socket_base {
   uv_poll_t poll_{};  // watches the listening socket for connections
   endpoint local_;
 
-  // Loop thread only.
+  // Its loop's owner only.
   retry_timer retry_;                // ends a back-off
   bool backing_off_ = false;         // retry_ is armed; the socket is not watched
   std::int64_t retry_delay_ms_ = 0;  // the last back-off; 0 after a success

@@ -1,4 +1,4 @@
-// lib/time/time.cpp: sleep, timer, ticker and after, on the event loops' timer heaps.
+// lib/time/time.cpp: sleep, timer, ticker and after, on the event loops' timer wheels.
 //
 // A timer_state is one heap entry plus what firing does: send on a channel,
 // spawn a fiber, or (tickers) send and re-arm one period later. fire() runs
