@@ -105,7 +105,7 @@
 #include <utility>
 #include <vector>
 
-#include "explorer.hpp"
+#include "checks.hpp"
 
 namespace {
 
@@ -675,85 +675,72 @@ struct compaction_model {
   }
 };
 
-model::result check(const compaction_model& m, const config& c = full) {
-  return model::explore(m, compaction_model::initial(c));
-}
-
-// require_caught: the mutated model must fail, with `expected` in the message.
-void require_caught(const compaction_model& mutated, const char* expected) {
-  const model::result r = check(mutated);
-  INFO(r.describe());
-  REQUIRE(r.violated);
-  CHECK(r.message.find(expected) != std::string::npos);
-}
-
 }  // namespace
 
 TEST_CASE("compaction: no lost wake-up, a consistent idle set, in any interleaving") {
-  const model::result r = check(compaction_model{});
-  INFO(r.describe());
-  CHECK_FALSE(r.violated);
-  MESSAGE("compaction: " << r.states << " states");
+  model::check_holds(compaction_model{}, compaction_model::initial(full), "compaction");
 }
 
 TEST_CASE("compaction: the same with a fiber readying another (offload or runnext)") {
-  const model::result r = check(compaction_model{}, spawning);
-  INFO(r.describe());
-  CHECK_FALSE(r.violated);
-  MESSAGE("compaction, spawning: " << r.states << " states");
+  model::check_holds(compaction_model{}, compaction_model::initial(spawning),
+                     "compaction, spawning");
 }
 
 TEST_CASE("compaction: join_idle_set without the is_active check is caught") {
   compaction_model mutated;
   mutated.join_ignores_active = true;
-  require_caught(mutated, "inactive processor is in the idle set");
+  model::require_caught(mutated, compaction_model::initial(full),
+                        "inactive processor is in the idle set");
 }
 
 TEST_CASE("compaction: deactivate_last leaving P1 in the idle set is caught") {
   compaction_model mutated;
   mutated.deactivate_keeps_idle = true;
-  require_caught(mutated, "inactive processor is in the idle set");
+  model::require_caught(mutated, compaction_model::initial(full),
+                        "inactive processor is in the idle set");
 }
 
 TEST_CASE("compaction: deactivate_last not waking the idle P1 is caught") {
   compaction_model mutated;
   mutated.deactivate_skips_wake = true;
-  require_caught(mutated, "lost");
+  model::require_caught(mutated, compaction_model::initial(full), "lost");
 }
 
 TEST_CASE("compaction: activate_next waking before storing active_ is caught") {
   compaction_model mutated;
   mutated.activate_wakes_first = true;
-  require_caught(mutated, "an active processor rests for good");
+  model::require_caught(mutated, compaction_model::initial(full),
+                        "an active processor rests for good");
 }
 
 TEST_CASE("compaction: a rest loop reading active_ only before polling is caught") {
   compaction_model mutated;
   mutated.rest_checks_once = true;
-  require_caught(mutated, "after its worker saw it inactive");
+  model::require_caught(mutated, compaction_model::initial(full),
+                        "after its worker saw it inactive");
 }
 
 TEST_CASE("compaction: resting without evacuating the queues is caught") {
   compaction_model mutated;
   mutated.rest_skips_evacuate = true;
-  require_caught(mutated, "lost fiber");
+  model::require_caught(mutated, compaction_model::initial(full), "lost fiber");
 }
 
 // The three bugs the model found (see the top of the file).
 TEST_CASE("compaction: bug 1, activate_next setting the wake word, is caught") {
   compaction_model mutated;
   mutated.activate_sets_wake_word = true;
-  require_caught(mutated, "idle set twice");
+  model::require_caught(mutated, compaction_model::initial(full), "idle set twice");
 }
 
 TEST_CASE("compaction: bug 2, resting without handing on the global queue, is caught") {
   compaction_model mutated;
   mutated.rest_skips_handoff = true;
-  require_caught(mutated, "lost wake-up");
+  model::require_caught(mutated, compaction_model::initial(full), "lost wake-up");
 }
 
 TEST_CASE("compaction: bug 3, wakep undoing without a second look, is caught") {
   compaction_model mutated;
   mutated.wakep_rechecks = false;
-  require_caught(mutated, "lost wake-up");
+  model::require_caught(mutated, compaction_model::initial(full), "lost wake-up");
 }

@@ -49,7 +49,7 @@
 #include <utility>
 #include <vector>
 
-#include "explorer.hpp"
+#include "checks.hpp"
 
 namespace {
 
@@ -305,26 +305,18 @@ struct handoff_model {
 }  // namespace
 
 TEST_CASE("processor handoff: never two owners, no fiber run twice, under x86-TSO") {
-  const model::result r = model::explore(handoff_model{}, handoff_model::initial());
-  INFO(r.describe());
-  CHECK_FALSE(r.violated);
-  MESSAGE("processor handoff: " << r.states << " states");
+  model::check_holds(handoff_model{}, handoff_model::initial(), "processor handoff");
 }
 
 TEST_CASE(
     "processor handoff: a monitor that ignores busy makes two owners (the checker has teeth)") {
   handoff_model mutated;
   mutated.monitor_ignores_busy = true;
-  const model::result r = model::explore(mutated, handoff_model::initial());
-  INFO(r.describe());
-  REQUIRE(r.violated);
-  CHECK(r.message.find("two workers inside") != std::string::npos);
+  model::require_caught(mutated, handoff_model::initial(), "two workers inside");
 }
 
 TEST_CASE("processor handoff: compare-then-store instead of a CAS makes two owners (teeth)") {
   handoff_model mutated;
   mutated.monitor_plain_store = true;
-  const model::result r = model::explore(mutated, handoff_model::initial());
-  INFO(r.describe());
-  REQUIRE(r.violated);
+  model::require_caught(mutated, handoff_model::initial());
 }

@@ -57,7 +57,7 @@
 #include <utility>
 #include <vector>
 
-#include "explorer.hpp"
+#include "checks.hpp"
 
 namespace {
 
@@ -307,18 +307,13 @@ struct timed_park_model {
 }  // namespace
 
 TEST_CASE("timed park: then(), the timer and a waker never race the fiber's switch or return") {
-  const model::result r = model::explore(timed_park_model{}, timed_park_model::initial());
-  INFO(r.describe());
-  CHECK_FALSE(r.violated);
-  MESSAGE("timed park: " << r.states << " states");
+  model::check_holds(timed_park_model{}, timed_park_model::initial(), "timed park");
 }
 
 TEST_CASE("timed park: with the state word, arming the timer before then() is harmless") {
   timed_park_model arm_first;
   arm_first.arm_before_then = true;
-  const model::result r = model::explore(arm_first, timed_park_model::initial());
-  INFO(r.describe());
-  CHECK_FALSE(r.violated);
+  model::check_holds(arm_first, timed_park_model::initial());
 }
 
 // The code the fuzzer broke: no state word, the lock released by `then`
@@ -328,17 +323,13 @@ TEST_CASE("timed park: the old order (timer armed before then(), no state word) 
   old_order.waker_ignores_state = true;
   old_order.unlock_in_then = true;
   old_order.arm_before_then = true;
-  const model::result r = model::explore(old_order, timed_park_model::initial());
-  INFO(r.describe());
-  REQUIRE(r.violated);
+  model::require_caught(old_order, timed_park_model::initial());
 }
 
 TEST_CASE("timed park: a waker that readies a fiber still switching out is caught (teeth)") {
   timed_park_model mutated;
   mutated.waker_ignores_state = true;
-  const model::result r = model::explore(mutated, timed_park_model::initial());
-  INFO(r.describe());
-  REQUIRE(r.violated);
+  model::require_caught(mutated, timed_park_model::initial());
 }
 
 // The first fix without its `arming` wait: `then` first, no state word.
@@ -346,15 +337,11 @@ TEST_CASE("timed park: then() before the timer, without the state word, is caugh
   timed_park_model mutated;
   mutated.waker_ignores_state = true;
   mutated.unlock_in_then = true;
-  const model::result r = model::explore(mutated, timed_park_model::initial());
-  INFO(r.describe());
-  REQUIRE(r.violated);
+  model::require_caught(mutated, timed_park_model::initial());
 }
 
 TEST_CASE("timed park: settling before the timer is armed is caught (teeth)") {
   timed_park_model mutated;
   mutated.settle_before_arm = true;
-  const model::result r = model::explore(mutated, timed_park_model::initial());
-  INFO(r.describe());
-  REQUIRE(r.violated);
+  model::require_caught(mutated, timed_park_model::initial());
 }

@@ -46,7 +46,7 @@
 #include <utility>
 #include <vector>
 
-#include "explorer.hpp"
+#include "checks.hpp"
 
 namespace {
 
@@ -324,29 +324,20 @@ struct wake_model {
 }  // namespace
 
 TEST_CASE("wake protocol: no lost wake-up in any interleaving under x86-TSO") {
-  const model::result r = model::explore(wake_model{}, wake_model::initial());
-  INFO(r.describe());
-  CHECK_FALSE(r.violated);
-  MESSAGE("wake protocol: " << r.states << " states");
+  model::check_holds(wake_model{}, wake_model::initial(), "wake protocol");
 }
 
 TEST_CASE("wake protocol: without the S2 fence a wake-up is lost (the checker has teeth)") {
   wake_model mutated;
   mutated.s2_fence = false;
-  const model::result r = model::explore(mutated, wake_model::initial());
-  INFO(r.describe());
-  REQUIRE(r.violated);
-  CHECK(r.message.find("lost wake-up") != std::string::npos);
+  model::require_caught(mutated, wake_model::initial(), "lost wake-up");
 }
 
 TEST_CASE(
     "wake protocol: re-checking the queues before W3 loses a wake-up (the checker has teeth)") {
   wake_model mutated;
   mutated.recheck_before_w3 = true;
-  const model::result r = model::explore(mutated, wake_model::initial());
-  INFO(r.describe());
-  REQUIRE(r.violated);
-  CHECK(r.message.find("lost wake-up") != std::string::npos);
+  model::require_caught(mutated, wake_model::initial(), "lost wake-up");
 }
 
 // On x86 the W4 fence is redundant: W2's nidle_ fetch_add and W3's
@@ -358,16 +349,11 @@ TEST_CASE(
 TEST_CASE("wake protocol: under x86-TSO the W4 fence is implied by W2/W3's locked RMWs") {
   wake_model without_w4;
   without_w4.w4_fence = false;
-  const model::result r = model::explore(without_w4, wake_model::initial());
-  INFO(r.describe());
-  CHECK_FALSE(r.violated);
+  model::check_holds(without_w4, wake_model::initial());
 }
 
 TEST_CASE("wake protocol: two plain threads pushing, no lost wake-up under x86-TSO") {
-  const model::result r = model::explore(wake_model{}, wake_model::initial(2));
-  INFO(r.describe());
-  CHECK_FALSE(r.violated);
-  MESSAGE("wake protocol, two plain threads: " << r.states << " states");
+  model::check_holds(wake_model{}, wake_model::initial(2), "wake protocol, two plain threads");
 }
 
 // wakep used to undo its CAS and return when claim_idle found nobody. A
@@ -377,8 +363,5 @@ TEST_CASE("wake protocol: two plain threads pushing, no lost wake-up under x86-T
 TEST_CASE("wake protocol: wakep undoing without a second look loses a wake-up (teeth)") {
   wake_model mutated;
   mutated.wakep_rechecks = false;
-  const model::result r = model::explore(mutated, wake_model::initial(2));
-  INFO(r.describe());
-  REQUIRE(r.violated);
-  CHECK(r.message.find("lost wake-up") != std::string::npos);
+  model::require_caught(mutated, wake_model::initial(2), "lost wake-up");
 }
