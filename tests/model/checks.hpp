@@ -20,7 +20,7 @@ void check_holds(const Model& m, const typename Model::state& initial,
   const result r = explore(m, initial);
   INFO(r.describe());
   CHECK_FALSE(r.violated);
-  if (label != nullptr) MESSAGE(label << ": " << r.states << " states");
+  if (label != nullptr) MESSAGE(std::string(label) << ": " << r.states << " states");
 }
 
 // require_caught: some interleaving of the mutated model violates an

@@ -84,6 +84,17 @@ struct tso {
   }
 };
 
+// add_flush: the step x86-TSO offers every thread at any moment: its oldest
+// buffered store reaches memory. State keeps its tso in `mem`.
+template <class State>
+void add_flush(const State& s, int t, const std::string& who,
+               std::vector<std::pair<State, std::string>>& out) {
+  if (s.mem.drained(t)) return;
+  State n = s;
+  n.mem.flush(t);
+  out.emplace_back(n, who + " flush");
+}
+
 struct result {
   bool violated = false;
   std::string message;

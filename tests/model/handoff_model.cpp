@@ -128,11 +128,7 @@ struct handoff_model {
 
   void successors(const state& s, std::vector<std::pair<state, std::string>>& out) const {
     for (int t = 0; t < nthreads; ++t) {
-      if (!s.mem.drained(t)) {
-        state n = s;
-        n.mem.flush(t);
-        out.emplace_back(n, name(t) + " flush");
-      }
+      model::add_flush(s, t, name(t), out);
       if (t == monitor) {
         monitor_step(s, out);
       } else {

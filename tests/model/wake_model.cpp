@@ -122,11 +122,7 @@ struct wake_model {
 
   void successors(const state& s, std::vector<std::pair<state, std::string>>& out) const {
     for (int t = 0; t < nthreads; ++t) {
-      if (!s.mem.drained(t)) {
-        state n = s;
-        n.mem.flush(t);
-        out.emplace_back(n, "t" + std::to_string(t) + " flush");
-      }
+      model::add_flush(s, t, "t" + std::to_string(t), out);
       step(s, t, out);
     }
   }
