@@ -110,6 +110,8 @@ struct stats {
   std::uint64_t fibers_spawned = 0;
   std::uint64_t fibers_alive = 0;
   std::uint64_t balancer_moves = 0;    // fibers the balancer moved between processors
+  std::uint64_t contention_holds = 0;  // times the balancer held a processor's fibers in place
+                                       // because they contended with another processor's
   std::uint64_t offloads = 0;          // fibers a busy processor pushed to the global queue
   std::uint64_t worker_sleeps = 0;     // times a worker went to sleep on its futex
   std::uint64_t worker_wakes = 0;      // times a sleeping worker was woken

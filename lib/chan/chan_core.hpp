@@ -66,7 +66,7 @@ class channel final : public chan_core {
   // caller wakes each owner after unlocking). Returns false when already closed.
   bool close_locked(chan_op*& to_wake) noexcept;
 
-  spinlock& lock() noexcept { return lock_; }
+  primitive_lock& lock() noexcept { return lock_; }
   const elem_ops& ops() const noexcept { return ops_; }
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   bool release() noexcept { return refs_.fetch_sub(1, std::memory_order_acq_rel) == 1; }
@@ -94,7 +94,7 @@ class channel final : public chan_core {
   }
 
   std::atomic<std::size_t> refs_{1};
-  spinlock lock_;
+  primitive_lock lock_;
   const elem_ops& ops_;
   const std::size_t capacity_;
   unsigned char* const buffer_;  // capacity_ slots of ops_.size bytes

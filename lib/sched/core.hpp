@@ -96,6 +96,13 @@ struct alignas(128) processor {
   // switches: fibers switched in so far. The owner stores (no read-modify-write);
   // the monitor reads it to notice a processor that stopped making progress.
   alignas(128) std::atomic<std::uint64_t> switches{0};
+  // lock_contention: primitive locks (channels, sync) this processor's
+  // fibers found taken (count_lock_contention); read by the balancer.
+  std::atomic<std::uint64_t> lock_contention{0};
+  // spread_held: the balancer found this processor's fibers contending with
+  // another's (contention_watch.hpp): its owner keeps the fibers it readies
+  // (no offload, no overflow below run_queue::capacity). Monitor stores.
+  std::atomic<bool> spread_held{false};
   std::atomic<std::uint64_t> running_fiber_id{0};  // owner stores, for diagnostics
   std::atomic<const void*> running_spawn_site{nullptr};
   // preempt_requested: set by the monitor when the running fiber hogs the

@@ -26,7 +26,11 @@
 //      fibers in its ring, it claims the idle one, moves half the loaded ring
 //      (oldest first, at most 128) into its inbox and wakes it; when none is
 //      idle, it moves fibers from the longest ring to the shortest once they
-//      differ by more than max(4, mean/4). It never touches runnext.
+//      differ by more than max(4, mean/4). It never touches runnext. It
+//      leaves alone a processor whose fibers contend for a primitive's lock
+//      with another processor's: a fanout on one channel runs faster on one
+//      processor than spread (contention_watch.hpp: a hold-off that doubles
+//      each time spreading brings the contention back).
 //   3. compacts (adjust_active; BEAM's scheduler compaction): only
 //      processors [0, active) run fibers. Every 10 ms it compares the
 //      process's CPU time with the wall time: if the process used less than
@@ -70,6 +74,7 @@
 
 #include "io/event_loop.hpp"
 #include "os/futex.hpp"
+#include "sched/contention_watch.hpp"
 #include "sched/handoff.hpp"
 #include "sched/scheduler.hpp"
 
@@ -215,7 +220,7 @@ void scheduler::monitor_loop() {
     const std::int64_t now = steady_now_ns();
     next_stall_check_ns = INT64_MAX;
     bool acted = retake_stuck_processors(now, next_stall_check_ns);
-    acted = balance() || acted;
+    acted = balance(now) || acted;
     acted = adjust_active(now) || acted;
     const auto clock_now = std::chrono::steady_clock::now();
     if (clock_now >= next_safety_net) {
@@ -313,16 +318,24 @@ void scheduler::report_stall(processor& p, bool hog, std::int64_t stalled_ns) {
 
 // balance: step 2 of the design comment. A ring counts as loaded with two
 // fibers, or with one if its processor has not switched since the last pass
-// (its running fiber holds it: the queued one would wait for a handoff).
-bool scheduler::balance() noexcept {
+// (its running fiber holds it: the queued one would wait for a handoff),
+// unless its fibers were found contending for a primitive's lock
+// (contention_watch.hpp).
+bool scheduler::balance(std::int64_t now) noexcept {
   static auto& last_switches =  // the monitor only; never destroyed (see watches())
       *new std::vector<std::uint64_t>(processors_.size());
-  std::vector<bool> stuck(processors_.size());
+  static auto& contention = *new std::vector<contention_watch>(processors_.size());
+  std::vector<bool> stuck(processors_.size()), held(processors_.size());
   for (auto& p : processors_) {
     const auto i = static_cast<std::size_t>(p->index);
     const std::uint64_t switches = p->switches.load(std::memory_order_relaxed);
     stuck[i] = switches == last_switches[i];
     last_switches[i] = switches;
+    if (contention[i].observe(p->lock_contention.load(std::memory_order_relaxed), switches, now)) {
+      contention_holds_.fetch_add(1, std::memory_order_relaxed);
+    }
+    held[i] = !contention[i].may_spread(now);
+    p->spread_held.store(held[i], std::memory_order_relaxed);
   }
   bool moved = false;
   for (std::size_t round = 0; round < processors_.size(); ++round) {
@@ -334,7 +347,8 @@ bool scheduler::balance() noexcept {
       if (p->index >= active) break;
       const std::uint32_t len = p->ring.size();
       total += len;
-      const bool loaded = len >= 2 || (len == 1 && stuck[static_cast<std::size_t>(p->index)]);
+      const auto i = static_cast<std::size_t>(p->index);
+      const bool loaded = (len >= 2 || (len == 1 && stuck[i])) && !held[i];
       if (loaded && len > most) most = len, longest = p.get();
       if (len < least) least = len, shortest = p.get();
     }
@@ -353,6 +367,7 @@ bool scheduler::balance() noexcept {
     const std::uint32_t count = batch.size;
     target->inbox.push_all(batch);
     balancer_moves_.fetch_add(count, std::memory_order_relaxed);
+    contention[static_cast<std::size_t>(longest->index)].spread();
     // A busy target may be on its way to sleep: the submitter's side of the
     // idle protocol (push, fence, look at the idle set) applies to it too.
     std::atomic_thread_fence(std::memory_order_seq_cst);

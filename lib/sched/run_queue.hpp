@@ -28,7 +28,7 @@ struct fiber;
 // fiber_batch: fibers moved between queues in one go, by pointer: moving a
 // batch never touches the fibers themselves (their memory is usually cold).
 struct fiber_batch {
-  static constexpr std::uint32_t capacity = 257;  // half a ring, plus one, rounded up
+  static constexpr std::uint32_t capacity = 257;  // a ring at its spread limit, plus one
   fiber* items[capacity];
   std::uint32_t size = 0;
 
@@ -38,13 +38,16 @@ struct fiber_batch {
 
 class run_queue {
  public:
-  static constexpr std::uint32_t capacity = 256;
+  static constexpr std::uint32_t capacity = 2048;
+  // spread_limit: how full a ring gets before it overflows to the global
+  // queue, unless its processor is on hold (scheduler.cpp, "Why balancing").
+  static constexpr std::uint32_t spread_limit = 256;
 
-  // push: owner only. Returns false when the ring is full.
-  bool push(fiber* f) noexcept {
+  // push: owner only. Returns false when the ring holds `limit` fibers.
+  bool push(fiber* f, std::uint32_t limit = capacity) noexcept {
     const std::uint32_t head = head_.load(std::memory_order_acquire);
     const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
-    if (tail - head >= capacity) return false;
+    if (tail - head >= limit) return false;
     slots_[tail % capacity].store(f, std::memory_order_relaxed);
     tail_.store(tail + 1, std::memory_order_release);
     return true;

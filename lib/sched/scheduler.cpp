@@ -2,7 +2,7 @@
 //
 // Vocabulary (structures in core.hpp)
 //   fiber        a stackful user thread; runnable, running, or parked.
-//   processor    run queue owner: a 256-slot ring, a runnext slot, an inbox.
+//   processor    run queue owner: a 2,048-slot ring, a runnext slot, an inbox.
 //                options::procs of them; a fiber runs only on a processor.
 //   worker       an OS thread that owns one processor and runs its fibers.
 //   global queue where fibers go when they are readied by a thread without a
@@ -34,11 +34,20 @@
 //   a. push side: a processor that readies or yields a fiber while another
 //      processor is idle and nobody is searching sends the fiber to the global
 //      queue and wakes one idle processor (an "offload");
-//   b. overflow: a full ring moves its older half to the global queue;
+//   b. overflow: a ring holding run_queue::spread_limit (256) fibers moves
+//      its older half to the global queue;
 //   c. the balancer (monitor.cpp): every options::balance_interval while any
 //      processor is busy, it moves half of the longest ring into an idle (or
 //      the shortest) processor's inbox and wakes it.
 //   This is the thesis of smolscale and of BEAM's check_balance().
+//   Spreading is not always a gain: fibers that pass messages through one
+//   primitive (a fanout of many receivers on one channel) run faster on one
+//   processor than on two spinning for its lock. A primitive's lock counts
+//   its contended acquisitions per processor (primitive_lock_ref); when the
+//   balancer sees a processor's fibers contend, it holds the processor
+//   (processor::spread_held, lib/sched/contention_watch.hpp), and a held
+//   processor neither offloads (a) nor overflows (b) until its ring is
+//   full (2,048), and the balancer leaves it alone (c).
 //
 // Parking and waking (the lost-wake-up protocol; Go's "delicate dance")
 //   Invariant: if work is queued where processor P will look, then P is
@@ -271,6 +280,13 @@ void scheduler::publish_resume_sp(fiber& f) noexcept {
   f.resume_sp.store(sp, std::memory_order_relaxed);
 }
 
+void count_lock_contention() noexcept {
+  const worker* w = current_worker();
+  if (w != nullptr && w->proc != nullptr) {
+    w->proc->lock_contention.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 void scheduler::set_ready_batch(std::vector<fiber*>* batch) noexcept { ready_batch = batch; }
 
 void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
@@ -285,7 +301,8 @@ void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
     f = displaced;
   }
   if (nidle_.load(std::memory_order_relaxed) > 0 &&
-      nsearching_.load(std::memory_order_relaxed) == 0) {
+      nsearching_.load(std::memory_order_relaxed) == 0 &&
+      !p.spread_held.load(std::memory_order_relaxed)) {
     offloads_.fetch_add(1, std::memory_order_relaxed);
     push_global(f);
     return;
@@ -294,14 +311,17 @@ void scheduler::put_local(processor& p, fiber* f, bool next) noexcept {
 }
 
 void scheduler::push_ring_or_overflow(processor& p, fiber* f) noexcept {
-  if (!p.ring.push(f)) overflow_to_global(p, f);
+  const std::uint32_t limit =
+      p.spread_held.load(std::memory_order_relaxed) ? run_queue::capacity : run_queue::spread_limit;
+  if (!p.ring.push(f, limit)) overflow_to_global(p, f);
 }
 
-// overflow_to_global: a full ring sends its older half, and f, to the global
-// queue (Go's runqputslow). Out of line: the batch is large for a fiber stack.
+// overflow_to_global: a ring at its limit sends its older half (at most a
+// batch), and f, to the global queue (Go's runqputslow). Out of line: the
+// batch is large for a fiber stack.
 __attribute__((noinline)) void scheduler::overflow_to_global(processor& p, fiber* f) noexcept {
   fiber_batch batch;
-  p.ring.grab(batch, run_queue::capacity / 2);
+  p.ring.grab(batch, fiber_batch::capacity - 1);
   batch.push(f);
   push_global_all(batch.items, batch.size);
 }
@@ -490,7 +510,7 @@ fiber* scheduler::start_slice(processor& p, fiber* f) noexcept {
 // drain_inbox: moves the inbox into the ring; returns one fiber to run, if any.
 fiber* scheduler::drain_inbox(processor& p) noexcept {
   fiber_batch batch;
-  p.inbox.pop_batch(batch, run_queue::capacity);
+  p.inbox.pop_batch(batch, fiber_batch::capacity);
   return run_batch_locally(p, batch);
 }
 
@@ -751,6 +771,7 @@ stats scheduler::snapshot() const noexcept {
   s.fibers_spawned = next_fiber_id_.load(std::memory_order_acquire) - 1;  // ids count spawns
   s.fibers_alive = s.fibers_spawned - exited;
   s.balancer_moves = balancer_moves_.load(std::memory_order_relaxed);
+  s.contention_holds = contention_holds_.load(std::memory_order_relaxed);
   s.offloads = offloads_.load(std::memory_order_relaxed);
   s.worker_sleeps = sleeps_.load(std::memory_order_relaxed);
   s.worker_wakes = wakes_.load(std::memory_order_relaxed);

@@ -110,7 +110,7 @@ class scheduler {
 
   // The monitor thread (monitor.cpp).
   void monitor_loop();
-  bool balance() noexcept;
+  bool balance(std::int64_t now) noexcept;
   void safety_net() noexcept;
   void wake_monitor() noexcept;
   bool all_idle() const noexcept;
@@ -168,9 +168,10 @@ class scheduler {
   std::atomic<std::uint32_t> monitor_asleep_{0};
 
   std::atomic<std::uint64_t> next_fiber_id_{1};
-  std::atomic<std::uint64_t> exited_{0}, balancer_moves_{0}, offloads_{0}, sleeps_{0}, wakes_{0},
-      safety_net_wakes_{0}, compactions_{0}, handoffs_{0}, blocked_handoffs_{0}, hog_handoffs_{0},
-      threads_alive_{0}, threads_peak_{0}, threads_created_{0}, threads_retired_{0};
+  std::atomic<std::uint64_t> exited_{0}, balancer_moves_{0}, contention_holds_{0}, offloads_{0},
+      sleeps_{0}, wakes_{0}, safety_net_wakes_{0}, compactions_{0}, handoffs_{0},
+      blocked_handoffs_{0}, hog_handoffs_{0}, threads_alive_{0}, threads_peak_{0},
+      threads_created_{0}, threads_retired_{0};
 };
 
 }  // namespace spindle::detail

@@ -47,12 +47,50 @@ class spinlock_ref {
   std::atomic<std::uint32_t>& word_;
 };
 
+// count_lock_contention: records that a primitive's lock was taken on the
+// second try or later, for the processor of the calling worker
+// (processor::lock_contention; nothing on a plain thread). scheduler.cpp.
+void count_lock_contention() noexcept;
+
+// primitive_lock_ref: the lock of a fiber-level primitive (a channel, a
+// mutex's wait queue...). A spinlock_ref whose contended acquisitions are
+// counted: a spinlock is never held across a switch, so contention on one
+// means fibers on different processors share it, and the balancer stops
+// spreading those processors' fibers (monitor.cpp, step 2).
+class primitive_lock_ref {
+ public:
+  explicit primitive_lock_ref(std::atomic<std::uint32_t>& word) noexcept : lock_(word) {}
+  void lock() noexcept {
+    if (lock_.try_lock()) return;
+    count_lock_contention();
+    lock_.lock();
+  }
+  bool try_lock() noexcept { return lock_.try_lock(); }
+  void unlock() noexcept { lock_.unlock(); }
+  operator spinlock_ref() const noexcept { return lock_; }
+
+ private:
+  spinlock_ref lock_;
+};
+
 // spinlock: a spinlock that owns its word.
 class spinlock {
  public:
   void lock() noexcept { spinlock_ref(word_).lock(); }
   bool try_lock() noexcept { return spinlock_ref(word_).try_lock(); }
   void unlock() noexcept { spinlock_ref(word_).unlock(); }
+  operator spinlock_ref() noexcept { return spinlock_ref(word_); }
+
+ private:
+  std::atomic<std::uint32_t> word_{0};
+};
+
+// primitive_lock: a primitive_lock_ref that owns its word.
+class primitive_lock {
+ public:
+  void lock() noexcept { primitive_lock_ref(word_).lock(); }
+  bool try_lock() noexcept { return primitive_lock_ref(word_).try_lock(); }
+  void unlock() noexcept { primitive_lock_ref(word_).unlock(); }
   operator spinlock_ref() noexcept { return spinlock_ref(word_); }
 
  private:

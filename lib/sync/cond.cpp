@@ -18,7 +18,7 @@ namespace spindle {
 cond_status cond::wait_until_deadline(std::unique_lock<mutex>& user_lock,
                                       detail::time_point deadline) {
   if (!user_lock.owns_lock()) throw usage_error("cond::wait without holding the lock");
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   lock.lock();
   detail::wait_node self;
   detail::push_back(waiters_, self);
@@ -39,7 +39,7 @@ void cond::wait(std::unique_lock<mutex>& user_lock) {
 void cond::notify_one() noexcept {
   detail::wait_node* n;
   {
-    detail::spinlock_ref lock(lock_);
+    detail::primitive_lock_ref lock(lock_);
     std::lock_guard guard(lock);
     n = detail::pop_claimed(waiters_);
   }
@@ -49,7 +49,7 @@ void cond::notify_one() noexcept {
 void cond::notify_all() noexcept {
   detail::wake_list woken;
   {
-    detail::spinlock_ref lock(lock_);
+    detail::primitive_lock_ref lock(lock_);
     std::lock_guard guard(lock);
     while (detail::wait_node* n = detail::pop_claimed(waiters_)) woken.append(*n);
   }

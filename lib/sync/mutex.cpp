@@ -39,7 +39,7 @@
 namespace spindle {
 
 void mutex::lock_slow() {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   for (bool lost_once = false;; lost_once = true) {
     lock.lock();
     std::uint32_t s = state_.load(std::memory_order_relaxed);
@@ -67,7 +67,7 @@ void mutex::lock_slow() {
 }
 
 void mutex::unlock_slow() {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   detail::wait_node* next;
   {
     std::lock_guard guard(lock);

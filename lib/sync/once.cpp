@@ -14,7 +14,7 @@
 namespace spindle {
 
 bool once::begin() {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   for (;;) {
     lock.lock();
     switch (state_.load(std::memory_order_relaxed)) {
@@ -37,7 +37,7 @@ bool once::begin() {
 void once::finish(bool succeeded) noexcept {
   detail::wake_list woken;
   {
-    detail::spinlock_ref lock(lock_);
+    detail::primitive_lock_ref lock(lock_);
     std::lock_guard guard(lock);
     state_.store(succeeded ? done_state : idle_state, std::memory_order_release);
     while (detail::wait_node* n = detail::pop_claimed(waiters_)) woken.append(*n);

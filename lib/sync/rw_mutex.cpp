@@ -44,7 +44,7 @@ void wait_as(std::uint32_t kind, detail::spinlock_ref lock, detail::wait_queue& 
 }  // namespace
 
 void rw_mutex::lock() {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   lock.lock();
   if (readers_ == 0 && waiters_.head == nullptr) {
     readers_ = -1;
@@ -55,7 +55,7 @@ void rw_mutex::lock() {
 }
 
 bool rw_mutex::try_lock() noexcept {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   std::lock_guard guard(lock);
   if (readers_ != 0 || waiters_.head != nullptr) return false;
   readers_ = -1;
@@ -65,7 +65,7 @@ bool rw_mutex::try_lock() noexcept {
 void rw_mutex::unlock() {
   detail::wake_list woken;
   {
-    detail::spinlock_ref lock(lock_);
+    detail::primitive_lock_ref lock(lock_);
     std::lock_guard guard(lock);
     if (readers_ != -1) throw usage_error("unlock of rw_mutex not locked exclusively");
     readers_ = 0;
@@ -75,7 +75,7 @@ void rw_mutex::unlock() {
 }
 
 void rw_mutex::lock_shared() {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   lock.lock();
   if (readers_ >= 0 && waiters_.head == nullptr) {
     ++readers_;
@@ -86,7 +86,7 @@ void rw_mutex::lock_shared() {
 }
 
 bool rw_mutex::try_lock_shared() noexcept {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   std::lock_guard guard(lock);
   if (readers_ < 0 || waiters_.head != nullptr) return false;
   ++readers_;
@@ -96,7 +96,7 @@ bool rw_mutex::try_lock_shared() noexcept {
 void rw_mutex::unlock_shared() {
   detail::wake_list woken;
   {
-    detail::spinlock_ref lock(lock_);
+    detail::primitive_lock_ref lock(lock_);
     std::lock_guard guard(lock);
     if (readers_ <= 0) throw usage_error("unlock_shared of rw_mutex not locked shared");
     if (--readers_ == 0) admit_next(waiters_, readers_, woken);

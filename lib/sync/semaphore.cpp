@@ -14,7 +14,7 @@ namespace spindle {
 void semaphore::acquire() { acquire_until(detail::no_deadline); }
 
 bool semaphore::try_acquire() noexcept {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   std::lock_guard guard(lock);
   if (permits_ == 0) return false;
   --permits_;
@@ -22,7 +22,7 @@ bool semaphore::try_acquire() noexcept {
 }
 
 bool semaphore::acquire_until(detail::time_point deadline) {
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   lock.lock();
   if (permits_ > 0) {
     --permits_;
@@ -40,7 +40,7 @@ bool semaphore::acquire_until(detail::time_point deadline) {
 void semaphore::release(std::size_t n) noexcept {
   detail::wake_list woken;
   {
-    detail::spinlock_ref lock(lock_);
+    detail::primitive_lock_ref lock(lock_);
     std::lock_guard guard(lock);
     for (; n > 0; --n) {
       detail::wait_node* w = detail::pop_claimed(waiters_);

@@ -48,7 +48,7 @@ void wait_group::add(std::ptrdiff_t delta) {
   if (counter_of(state) > 0 || waiters_of(state) == 0) return;
   detail::wake_list woken;
   {
-    detail::spinlock_ref lock(lock_);
+    detail::primitive_lock_ref lock(lock_);
     std::lock_guard guard(lock);
     std::uint64_t popped = 0;
     while (detail::wait_node* n = waiters_.head) {
@@ -65,7 +65,7 @@ void wait_group::wait() { wait_until_deadline(detail::no_deadline); }
 
 bool wait_group::wait_until_deadline(detail::time_point deadline) {
   if (counter_of(state_.load(std::memory_order_acquire)) == 0) return true;
-  detail::spinlock_ref lock(lock_);
+  detail::primitive_lock_ref lock(lock_);
   lock.lock();
   std::uint64_t state = state_.load(std::memory_order_acquire);
   do {
