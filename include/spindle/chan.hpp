@@ -189,18 +189,13 @@ class chan {
     return core_;
   }
   bool transfer(T* value, bool blocking, detail::time_point deadline) {
-    detail::chan_op op;
-    op.channel = core();
-    op.slot = value;
-    op.is_send = true;
-    return core_->send(op, blocking, deadline) == detail::op_status::done;
+    return core()->send(value, blocking, deadline) == detail::op_status::done;
   }
   std::optional<T> receive(bool blocking, detail::time_point deadline) {
     detail::raw_slot<T> slot;
-    detail::chan_op op;
-    op.channel = core();
-    op.slot = slot.address();
-    if (core_->recv(op, blocking, deadline) != detail::op_status::done) return std::nullopt;
+    if (core()->recv(slot.address(), blocking, deadline) != detail::op_status::done) {
+      return std::nullopt;
+    }
     return slot.take();
   }
 

@@ -93,12 +93,10 @@ class channel final : public chan_core {
     return index + 1 == capacity_ ? 0 : index + 1;
   }
 
-  std::atomic<std::size_t> refs_{1};
+  // The first cache line holds everything an operation writes under lock_;
+  // the second what it only reads, and the reference count.
   primitive_lock lock_;
-  const elem_ops& ops_;
-  const std::size_t capacity_;
-  unsigned char* const buffer_;  // capacity_ slots of ops_.size bytes
-
+  std::atomic<bool> closed_{false};  // written under lock_; read unlocked by closed()
   // Guarded by lock_. Invariants (Go's chan.go):
   //   at least one of sendq_ and recvq_ holds no claimable entry;
   //   count_ > 0 implies recvq_ holds no claimable entry;
@@ -108,9 +106,13 @@ class channel final : public chan_core {
   std::atomic<std::size_t> count_{0};  // atomic only so size() may read it unlocked
   std::size_t recvx_ = 0;              // next slot to receive from
   std::size_t sendx_ = 0;              // next slot to send into
-  std::atomic<bool> closed_{false};    // written under lock_; read unlocked by closed()
   op_queue recvq_;
   op_queue sendq_;
+
+  const elem_ops& ops_;
+  const std::size_t capacity_;
+  unsigned char* const buffer_;  // capacity_ slots of ops_.size bytes
+  std::atomic<std::size_t> refs_{1};
 };
 
 // raise_send_on_closed: throws usage_error("send on closed channel").

@@ -49,17 +49,12 @@ class chan_core;
 class waiter;  // lib/sched/park.hpp: the blocked party a parked chan_op belongs to
 
 // chan_op: one send or receive, as the core sees it. Lives on the caller's
-// stack for the whole operation.
+// stack for the whole operation (a select's cases), or in chan_core::send's
+// and recv's frame next to their waiter, in one cache line (the line a waker
+// on another processor has to fetch). Pointers first, flags last: 48 bytes.
 struct chan_op {
   chan_core* channel = nullptr;  // nullptr: a nil channel (a select case that never fires)
   void* slot = nullptr;          // send: the value to move from; receive: raw storage for one
-  bool is_send = false;
-  bool enabled = true;  // select: a disabled case never fires
-
-  // Set by whoever completes the operation (the core, or a waker holding
-  // the channel's lock after claiming `owner`); read by the owner after it
-  // returns from park. `done` on a receive means *slot now holds a value.
-  op_status status = op_status::pending;
 
   // Wait-queue linkage. Guarded by the channel's lock; meaningful only while
   // `linked`. A waker that pops this entry clears `linked`.
@@ -67,6 +62,14 @@ struct chan_op {
   chan_op* prev = nullptr;
   chan_op* next = nullptr;
   bool linked = false;
+
+  bool is_send = false;
+  bool enabled = true;  // select: a disabled case never fires
+
+  // Set by whoever completes the operation (the core, or a waker holding
+  // the channel's lock after claiming `owner`); read by the owner after it
+  // returns from park. `done` on a receive means *slot now holds a value.
+  op_status status = op_status::pending;
 };
 
 // chan_core: a channel of elements of one type, shared by reference count.
@@ -86,16 +89,16 @@ class chan_core {
   // and frees the channel.
   void release() noexcept;
 
-  // send: moves *op.slot into the channel. Blocks (parks the fiber, or
+  // send: moves *value into the channel. Blocks (parks the fiber, or
   // blocks the thread) while the channel is full, until `deadline`; with
   // `blocking` false it never blocks. Returns done, would_block or timed_out;
   // on a closed channel throws usage_error("send on closed channel"), and
-  // *op.slot is left untouched unless the result is done.
-  op_status send(chan_op& op, bool blocking, time_point deadline);
-  // recv: constructs a received element in the raw storage *op.slot.
+  // *value is left untouched unless the result is done.
+  op_status send(void* value, bool blocking, time_point deadline);
+  // recv: constructs a received element in the raw storage *slot.
   // Blocks while the channel is empty and open, as send does. Returns done
   // (the storage now holds an element), closed, would_block or timed_out.
-  op_status recv(chan_op& op, bool blocking, time_point deadline) noexcept;
+  op_status recv(void* slot, bool blocking, time_point deadline) noexcept;
   // close: marks the channel closed and wakes every parked sender and receiver.
   // Does not block. Throws usage_error("close of closed channel").
   void close();
