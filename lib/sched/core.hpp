@@ -96,9 +96,10 @@ struct alignas(128) processor {
   // switches: fibers switched in so far. The owner stores (no read-modify-write);
   // the monitor reads it to notice a processor that stopped making progress.
   alignas(128) std::atomic<std::uint64_t> switches{0};
-  // lock_contention: primitive locks (channels, sync) this processor's
-  // fibers found taken (count_lock_contention); read by the balancer.
-  std::atomic<std::uint64_t> lock_contention{0};
+  // lock_wait_ns: time this processor's fibers spent waiting for primitive
+  // locks (channels, sync) another processor held (lock_contended); read by
+  // the balancer.
+  std::atomic<std::int64_t> lock_wait_ns{0};
   // spread_held: the balancer found this processor's fibers contending with
   // another's (contention_watch.hpp): its owner keeps the fibers it readies
   // (no offload, no overflow below run_queue::capacity). Monitor stores.

@@ -331,7 +331,7 @@ bool scheduler::balance(std::int64_t now) noexcept {
     const std::uint64_t switches = p->switches.load(std::memory_order_relaxed);
     stuck[i] = switches == last_switches[i];
     last_switches[i] = switches;
-    if (contention[i].observe(p->lock_contention.load(std::memory_order_relaxed), switches, now)) {
+    if (contention[i].observe(p->lock_wait_ns.load(std::memory_order_relaxed), now)) {
       contention_holds_.fetch_add(1, std::memory_order_relaxed);
     }
     held[i] = !contention[i].may_spread(now);

@@ -42,12 +42,13 @@
 //   This is the thesis of smolscale and of BEAM's check_balance().
 //   Spreading is not always a gain: fibers that pass messages through one
 //   primitive (a fanout of many receivers on one channel) run faster on one
-//   processor than on two spinning for its lock. A primitive's lock counts
+//   processor than on two spinning for its lock. A primitive's lock times
 //   its contended acquisitions per processor (primitive_lock_ref); when the
-//   balancer sees a processor's fibers contend, it holds the processor
-//   (processor::spread_held, lib/sched/contention_watch.hpp), and a held
-//   processor neither offloads (a) nor overflows (b) until its ring is
-//   full (2,048), and the balancer leaves it alone (c).
+//   balancer sees a processor's fibers wait for such locks a tenth of their
+//   time, it holds the processor
+//   (processor::spread_held, lib/sched/contention_watch.hpp): a held
+//   processor does not offload (a), lets its ring fill up to its capacity of
+//   2,048 before it overflows (b), and the balancer leaves it alone (c).
 //
 // Parking and waking (the lost-wake-up protocol; Go's "delicate dance")
 //   Invariant: if work is queued where processor P will look, then P is
@@ -280,10 +281,12 @@ void scheduler::publish_resume_sp(fiber& f) noexcept {
   f.resume_sp.store(sp, std::memory_order_relaxed);
 }
 
-void count_lock_contention() noexcept {
+void lock_contended(spinlock_ref lock) noexcept {
+  const std::int64_t start = steady_now_ns();
+  lock.lock();
   const worker* w = current_worker();
   if (w != nullptr && w->proc != nullptr) {
-    w->proc->lock_contention.fetch_add(1, std::memory_order_relaxed);
+    w->proc->lock_wait_ns.fetch_add(steady_now_ns() - start, std::memory_order_relaxed);
   }
 }
 

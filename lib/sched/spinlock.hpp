@@ -47,23 +47,22 @@ class spinlock_ref {
   std::atomic<std::uint32_t>& word_;
 };
 
-// count_lock_contention: records that a primitive's lock was taken on the
-// second try or later, for the processor of the calling worker
-// (processor::lock_contention; nothing on a plain thread). scheduler.cpp.
-void count_lock_contention() noexcept;
+// lock_contended: takes `lock`, found taken by a primitive_lock_ref, and
+// adds the time it waited to the calling worker's processor
+// (processor::lock_wait_ns; nothing on a plain thread). scheduler.cpp.
+void lock_contended(spinlock_ref lock) noexcept;
 
 // primitive_lock_ref: the lock of a fiber-level primitive (a channel, a
-// mutex's wait queue...). A spinlock_ref whose contended acquisitions are
-// counted: a spinlock is never held across a switch, so contention on one
-// means fibers on different processors share it, and the balancer stops
-// spreading those processors' fibers (monitor.cpp, step 2).
+// mutex's wait queue...). A spinlock_ref that times its contended
+// acquisitions: a spinlock is never held across a switch, so waiting for
+// one means fibers on different processors share it, and a processor that
+// spends much of its time waiting is one the balancer stops spreading
+// (monitor.cpp, step 2). The uncontended path reads no clock.
 class primitive_lock_ref {
  public:
   explicit primitive_lock_ref(std::atomic<std::uint32_t>& word) noexcept : lock_(word) {}
   void lock() noexcept {
-    if (lock_.try_lock()) return;
-    count_lock_contention();
-    lock_.lock();
+    if (!lock_.try_lock()) lock_contended(lock_);
   }
   bool try_lock() noexcept { return lock_.try_lock(); }
   void unlock() noexcept { lock_.unlock(); }

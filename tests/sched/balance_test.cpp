@@ -18,56 +18,55 @@ namespace {
 
 constexpr std::int64_t ms = 1'000'000;
 
-// contended_pass: feeds `w` a pass in which the processor's fibers switched
-// 100 times and found a primitive's lock taken 50 times.
-bool contended_pass(contention_watch& w, std::uint64_t& contended, std::uint64_t& switches,
-                    std::int64_t now) {
-  contended += 50;
-  switches += 100;
-  return w.observe(contended, switches, now);
-}
-
-bool quiet_pass(contention_watch& w, std::uint64_t contended, std::uint64_t& switches,
-                std::int64_t now) {
-  switches += 100'000;
-  return w.observe(contended, switches, now);
+// pass: feeds `w` a balancer pass at `now` in which the processor's fibers
+// waited `waited` for primitive locks.
+bool pass(contention_watch& w, std::int64_t& total_wait, std::int64_t waited, std::int64_t now) {
+  total_wait += waited;
+  return w.observe(total_wait, now);
 }
 
 }  // namespace
 
-TEST_CASE("a processor is held only when its fibers contend") {
+TEST_CASE("a processor is held only when its fibers wait for locks") {
   contention_watch w;
-  std::uint64_t contended = 0, switches = 0;
-  CHECK_FALSE(quiet_pass(w, contended, switches, 1 * ms));
-  CHECK(w.may_spread(1 * ms));
-  // A few contended acquisitions among many switches are not contention.
-  contended += 10;
-  CHECK_FALSE(quiet_pass(w, contended, switches, 2 * ms));
-  CHECK(w.may_spread(2 * ms));
-  // Fewer than min_contended are not either, however few the switches.
-  contended += contention_watch::min_contended - 1;
-  switches += 1;
-  CHECK_FALSE(w.observe(contended, switches, 3 * ms));
-  CHECK(w.may_spread(3 * ms));
-
-  CHECK(contended_pass(w, contended, switches, 4 * ms));
-  CHECK_FALSE(w.may_spread(4 * ms));
+  std::int64_t wait = 0;
+  CHECK_FALSE(pass(w, wait, 0, 100 * ms));
+  CHECK(w.may_spread(100 * ms));
+  // Waiting a few percent of the time is the price of parallel work.
+  CHECK_FALSE(pass(w, wait, ms / 20, 101 * ms));
+  CHECK_FALSE(pass(w, wait, 9 * ms / 100, 102 * ms));
+  CHECK(w.may_spread(102 * ms));
+  // A tenth of the time is not.
+  CHECK(pass(w, wait, ms / 10, 103 * ms));
+  CHECK_FALSE(w.may_spread(103 * ms));
   CHECK(w.hold_off_ns() == contention_watch::min_hold_off_ns);
-  CHECK_FALSE(w.may_spread(4 * ms + contention_watch::min_hold_off_ns - 1));
-  CHECK(w.may_spread(4 * ms + contention_watch::min_hold_off_ns));
+  CHECK_FALSE(w.may_spread(103 * ms + contention_watch::min_hold_off_ns - 1));
+  CHECK(w.may_spread(103 * ms + contention_watch::min_hold_off_ns));
+}
+
+TEST_CASE("the share is of the time since the last pass") {
+  contention_watch w;
+  std::int64_t wait = 0;
+  CHECK_FALSE(pass(w, wait, 0, 100 * ms));
+  // 1 ms of waiting over a 10 ms pass is a tenth; over 11 ms it is not.
+  CHECK_FALSE(pass(w, wait, 1 * ms, 111 * ms));
+  CHECK(pass(w, wait, 1 * ms, 121 * ms));
 }
 
 TEST_CASE("the hold doubles while spreading brings contention back") {
   contention_watch w;
-  std::uint64_t contended = 0, switches = 0;
-  std::int64_t now = 1 * ms;
+  std::int64_t wait = 0;
+  std::int64_t now = 100 * ms;
+  pass(w, wait, 0, now);
   std::int64_t expected = contention_watch::min_hold_off_ns;
   for (int round = 0; round < 12; ++round) {
-    REQUIRE(contended_pass(w, contended, switches, now));
+    now += 1 * ms;
+    REQUIRE(pass(w, wait, ms / 2, now));
     CHECK(w.hold_off_ns() == expected);
     now += w.hold_off_ns();
     REQUIRE(w.may_spread(now));
-    w.spread();  // the balancer tries again, and the fibers contend again
+    REQUIRE_FALSE(pass(w, wait, 0, now));  // a quiet pass while nothing moved
+    w.spread();                            // the balancer tries again...
     expected = std::min(2 * expected, contention_watch::max_hold_off_ns);
   }
   CHECK(w.hold_off_ns() == contention_watch::max_hold_off_ns);
@@ -75,29 +74,35 @@ TEST_CASE("the hold doubles while spreading brings contention back") {
 
 TEST_CASE("a spread without contention ends the doubling") {
   contention_watch w;
-  std::uint64_t contended = 0, switches = 0;
-  std::int64_t now = 1 * ms;
+  std::int64_t wait = 0;
+  std::int64_t now = 100 * ms;
+  pass(w, wait, 0, now);
   for (int round = 0; round < 3; ++round) {
-    REQUIRE(contended_pass(w, contended, switches, now));
+    now += 1 * ms;
+    REQUIRE(pass(w, wait, ms / 2, now));
     now += w.hold_off_ns();
+    REQUIRE_FALSE(pass(w, wait, 0, now));
     w.spread();
   }
   REQUIRE(w.hold_off_ns() == 4 * contention_watch::min_hold_off_ns);
   // This time the moved fibers did not contend: spreading paid.
-  CHECK_FALSE(quiet_pass(w, contended, switches, now));
+  now += 1 * ms;
+  CHECK_FALSE(pass(w, wait, 0, now));
   CHECK(w.hold_off_ns() == 0);
   CHECK(w.may_spread(now));
-  CHECK(contended_pass(w, contended, switches, now + 1 * ms));
+  now += 1 * ms;
+  CHECK(pass(w, wait, ms / 2, now));
   CHECK(w.hold_off_ns() == contention_watch::min_hold_off_ns);
 }
 
 TEST_CASE("a quiet pass without a spread keeps the doubling") {
   contention_watch w;
-  std::uint64_t contended = 0, switches = 0;
-  REQUIRE(contended_pass(w, contended, switches, 1 * ms));
+  std::int64_t wait = 0;
+  pass(w, wait, 0, 100 * ms);
+  REQUIRE(pass(w, wait, ms / 2, 101 * ms));
   // Held: nothing was moved, so a quiet pass says nothing about spreading.
-  CHECK_FALSE(quiet_pass(w, contended, switches, 2 * ms));
-  CHECK(contended_pass(w, contended, switches, 20 * ms));
+  CHECK_FALSE(pass(w, wait, 0, 102 * ms));
+  CHECK(pass(w, wait, ms / 2, 103 * ms));
   CHECK(w.hold_off_ns() == 2 * contention_watch::min_hold_off_ns);
 }
 
