@@ -43,6 +43,33 @@ void record_fire(spindle::detail::timer_entry* e) noexcept {
 
 }  // namespace
 
+TEST_CASE("a timeout is rounded up, and one past the clock's range means no deadline") {
+  using namespace std::chrono;
+  using spindle::detail::deadline_after;
+  using spindle::detail::no_deadline;
+  CHECK(deadline_after(hours::max()) == no_deadline);
+  CHECK(deadline_after(nanoseconds::max()) == no_deadline);
+  CHECK(deadline_after(duration<std::uint64_t, std::milli>(UINT64_MAX)) == no_deadline);
+  CHECK(deadline_after(duration<double>(1e30)) == no_deadline);
+  CHECK(deadline_after(duration<std::int64_t, std::ratio<1, 3>>(INT64_MAX)) == no_deadline);
+  // The steady clock spans about 292 years from its epoch (boot).
+  CHECK(deadline_after(days(100'000)) != no_deadline);
+  CHECK(deadline_after(days(200'000)) == no_deadline);
+  CHECK(deadline_after(duration<std::int64_t, std::pico>(INT64_MAX)) != no_deadline);
+
+  const auto before = steady::now();
+  const auto five = deadline_after(milliseconds(5));
+  const auto rounded = deadline_after(duration<std::int64_t, std::pico>(1'500));
+  const auto past = deadline_after(-1s);
+  const auto after = steady::now();
+  CHECK(five >= before + 5ms);
+  CHECK(five <= after + 5ms);
+  CHECK(rounded >= before + 2ns);
+  CHECK(rounded <= after + 2ns);
+  CHECK(past >= before);
+  CHECK(past <= after);
+}
+
 TEST_CASE("sleep_for never returns early, from a fiber and from a thread") {
   auto fiber_slept = spindle::go([] {
     const auto start = steady::now();

@@ -3,7 +3,10 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <ratio>
 #include <type_traits>
+#include <utility>
 
 namespace spindle::detail {
 
@@ -12,16 +15,31 @@ using time_point = std::chrono::steady_clock::time_point;
 // no_deadline: the deadline of an operation that may block forever.
 inline constexpr time_point no_deadline = time_point::max();
 
+// fits_before: whether now + d (d positive, rounded up to the clock's
+// nanoseconds) stays below `room` = no_deadline - now. Exact in integers for
+// integral durations whose unit is a whole number of nanoseconds' units
+// (every std::chrono alias): converting `room` down to d's unit only
+// divides, and a d below it converts up to nanoseconds without overflow.
+// Other durations compare as doubles.
+template <class Rep, class Period>
+bool fits_before(const std::chrono::duration<Rep, Period>& d,
+                 std::chrono::steady_clock::duration room) noexcept {
+  using std::chrono::duration;
+  if constexpr (std::is_integral_v<Rep> && std::ratio_divide<std::nano, Period>::num == 1) {
+    const auto room_in_units = std::chrono::floor<duration<std::intmax_t, Period>>(room);
+    return std::cmp_less(d.count(), room_in_units.count());
+  } else {
+    return duration<double>(d).count() < duration<double>(room).count();
+  }
+}
+
 // deadline_after: now + d on the steady clock, rounded up; saturates to
 // no_deadline when the sum would not fit. A negative d means "now".
 template <class Rep, class Period>
 time_point deadline_after(const std::chrono::duration<Rep, Period>& d) noexcept {
-  using std::chrono::duration;
   time_point now = std::chrono::steady_clock::now();
   if (d <= d.zero()) return now;
-  if (duration<double>(d).count() >= duration<double>(no_deadline - now).count()) {
-    return no_deadline;
-  }
+  if (!fits_before(d, no_deadline - now)) return no_deadline;
   return now + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
 }
 
