@@ -322,10 +322,12 @@ void scheduler::report_stall(processor& p, bool hog, std::int64_t stalled_ns) {
 // unless its fibers were found contending for a primitive's lock
 // (contention_watch.hpp).
 bool scheduler::balance(std::int64_t now) noexcept {
-  static auto& last_switches =  // the monitor only; never destroyed (see watches())
-      *new std::vector<std::uint64_t>(processors_.size());
+  // The monitor's own memory of each processor, kept across passes (no
+  // allocation per tick); never destroyed (see watches()).
+  static auto& last_switches = *new std::vector<std::uint64_t>(processors_.size());
   static auto& contention = *new std::vector<contention_watch>(processors_.size());
-  std::vector<bool> stuck(processors_.size()), held(processors_.size());
+  static auto& stuck = *new std::vector<bool>(processors_.size());
+  static auto& held = *new std::vector<bool>(processors_.size());
   for (auto& p : processors_) {
     const auto i = static_cast<std::size_t>(p->index);
     const std::uint64_t switches = p->switches.load(std::memory_order_relaxed);
