@@ -22,6 +22,11 @@
 // A fanout is thus tried spread once after each hold; its contention sends
 // it back on hold for twice as long, so the cost of trying fades. Fibers that
 // compute, or share a lock only briefly, are balanced as before.
+// A hold never keeps a long backlog in place (long_backlog): a processor
+// whose queued fibers would keep it busy past the balancer's next pass, at
+// its mean time per switch, is spread even while held. A fanout's queue is
+// a thousand fibers of tens of nanoseconds each; a burst of computations
+// that follows it on the same processor is not.
 #pragma once
 
 #include <algorithm>
@@ -29,6 +34,19 @@
 #include <utility>
 
 namespace spindle::detail {
+
+// long_backlog: whether `queued` fibers are more work than
+// long_backlog_ns, at the processor's mean time per switch over the last
+// pass (`switched` switches in `elapsed_ns`; none at all means its running
+// fiber holds it, and anything queued waits).
+inline constexpr std::int64_t long_backlog_ns = 1'000'000;
+inline bool long_backlog(std::uint32_t queued, std::uint64_t switched,
+                         std::int64_t elapsed_ns) noexcept {
+  if (queued == 0) return false;
+  if (switched == 0) return true;
+  const std::int64_t per_switch = elapsed_ns / static_cast<std::int64_t>(switched);
+  return per_switch >= long_backlog_ns / static_cast<std::int64_t>(queued);
+}
 
 class contention_watch {
  public:

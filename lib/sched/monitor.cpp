@@ -328,15 +328,18 @@ bool scheduler::balance(std::int64_t now) noexcept {
   static auto& contention = *new std::vector<contention_watch>(processors_.size());
   static auto& stuck = *new std::vector<bool>(processors_.size());
   static auto& held = *new std::vector<bool>(processors_.size());
+  static std::int64_t last_pass_ns = now;
+  const std::int64_t elapsed = now - std::exchange(last_pass_ns, now);
   for (auto& p : processors_) {
     const auto i = static_cast<std::size_t>(p->index);
     const std::uint64_t switches = p->switches.load(std::memory_order_relaxed);
-    stuck[i] = switches == last_switches[i];
+    const std::uint64_t switched = switches - last_switches[i];
+    stuck[i] = switched == 0;
     last_switches[i] = switches;
     if (contention[i].observe(p->lock_wait_ns.load(std::memory_order_relaxed), now)) {
       contention_holds_.fetch_add(1, std::memory_order_relaxed);
     }
-    held[i] = !contention[i].may_spread(now);
+    held[i] = !contention[i].may_spread(now) && !long_backlog(p->ring.size(), switched, elapsed);
     p->spread_held.store(held[i], std::memory_order_relaxed);
   }
   bool moved = false;

@@ -13,6 +13,7 @@
 
 using namespace std::chrono_literals;
 using spindle::detail::contention_watch;
+using spindle::detail::long_backlog;
 
 namespace {
 
@@ -104,6 +105,21 @@ TEST_CASE("a quiet pass without a spread keeps the doubling") {
   CHECK_FALSE(pass(w, wait, 0, 102 * ms));
   CHECK(pass(w, wait, ms / 2, 103 * ms));
   CHECK(w.hold_off_ns() == 2 * contention_watch::min_hold_off_ns);
+}
+
+TEST_CASE("a hold never keeps a long backlog in place") {
+  // A fanout's queue: 1,000 fibers at 50 ns a switch (20,000 switches in a
+  // 1 ms pass) is 50 us of work.
+  CHECK_FALSE(long_backlog(1'000, 20'000, 1 * ms));
+  // A burst of computations: 100 fibers at 200 us a switch is 20 ms.
+  CHECK(long_backlog(100, 5, 1 * ms));
+  // About the limit (1 ms of queued work).
+  CHECK(long_backlog(10, 10, 1 * ms));
+  CHECK_FALSE(long_backlog(9, 10, 1 * ms));
+  // Nothing queued is no backlog; a processor that did not switch at all
+  // is held by its running fiber, and whatever is queued waits on it.
+  CHECK_FALSE(long_backlog(0, 0, 1 * ms));
+  CHECK(long_backlog(1, 0, 1 * ms));
 }
 
 TEST_CASE("fibers hammering one channel from every processor get held") {
