@@ -44,7 +44,7 @@ class run_queue {
   static constexpr std::uint32_t spread_limit = 256;
 
   // push: owner only. Returns false when the ring holds `limit` fibers.
-  bool push(fiber* f, std::uint32_t limit = capacity) noexcept {
+  bool push(fiber* f, std::uint32_t limit) noexcept {
     const std::uint32_t head = head_.load(std::memory_order_acquire);
     const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     if (tail - head >= limit) return false;

@@ -72,28 +72,24 @@ class primitive_lock_ref {
   spinlock_ref lock_;
 };
 
+// owning_lock: a lock that owns its word, taken through Ref (spinlock_ref or
+// primitive_lock_ref); it converts to the spinlock_ref that waiter::park
+// releases.
+template <class Ref>
+class owning_lock {
+ public:
+  void lock() noexcept { Ref(word_).lock(); }
+  bool try_lock() noexcept { return Ref(word_).try_lock(); }
+  void unlock() noexcept { Ref(word_).unlock(); }
+  operator spinlock_ref() noexcept { return spinlock_ref(word_); }
+
+ private:
+  std::atomic<std::uint32_t> word_{0};
+};
+
 // spinlock: a spinlock that owns its word.
-class spinlock {
- public:
-  void lock() noexcept { spinlock_ref(word_).lock(); }
-  bool try_lock() noexcept { return spinlock_ref(word_).try_lock(); }
-  void unlock() noexcept { spinlock_ref(word_).unlock(); }
-  operator spinlock_ref() noexcept { return spinlock_ref(word_); }
-
- private:
-  std::atomic<std::uint32_t> word_{0};
-};
-
+using spinlock = owning_lock<spinlock_ref>;
 // primitive_lock: a primitive_lock_ref that owns its word.
-class primitive_lock {
- public:
-  void lock() noexcept { primitive_lock_ref(word_).lock(); }
-  bool try_lock() noexcept { return primitive_lock_ref(word_).try_lock(); }
-  void unlock() noexcept { primitive_lock_ref(word_).unlock(); }
-  operator spinlock_ref() noexcept { return spinlock_ref(word_); }
-
- private:
-  std::atomic<std::uint32_t> word_{0};
-};
+using primitive_lock = owning_lock<primitive_lock_ref>;
 
 }  // namespace spindle::detail
