@@ -491,20 +491,15 @@ fiber* scheduler::fair_turn(processor& p) noexcept {
 // take_runnext: the runnext fiber, if the current time slice has time left.
 // A fiber readied into runnext inherits its waker's slice (Go's inheritTime),
 // so a chain of spawns and joins, or a ping-pong pair, runs as a unit without
-// touching the ring; once the slice is used up, the ring gets its turn. The
-// slice counts only while fibers wait in the ring or the inbox: a chain that
-// keeps nobody waiting reads no clock (the global queue and the loop get
-// their turns from fair_turn either way).
+// touching the ring; once the slice is used up, the ring gets its turn.
 fiber* scheduler::take_runnext(processor& p) noexcept {
   fiber* f = p.runnext.load(std::memory_order_relaxed);
   if (f == nullptr) return nullptr;
-  if (p.ring.size() != 0 || !p.inbox.empty()) {
-    const std::int64_t now = coarse_now_ns();
-    if (p.slice_start_ns < 0) {
-      p.slice_start_ns = now;
-    } else if (now - p.slice_start_ns >= slice_ns) {
-      return nullptr;
-    }
+  const std::int64_t now = coarse_now_ns();
+  if (p.slice_start_ns < 0) {
+    p.slice_start_ns = now;
+  } else if (now - p.slice_start_ns >= slice_ns) {
+    return nullptr;
   }
   p.runnext.store(nullptr, std::memory_order_relaxed);
   return f;
