@@ -254,6 +254,11 @@ bool event_loop::cancel_timer(timer_entry* e) noexcept {
       return true;
     }
   }
+  await_fired(e);
+  return false;
+}
+
+void event_loop::await_fired(timer_entry* e) noexcept {
   for (int spins = 0; e->firing.load(std::memory_order_acquire) != 0; ++spins) {
     if (spins < 64) {
       cpu_relax();
@@ -261,7 +266,6 @@ bool event_loop::cancel_timer(timer_entry* e) noexcept {
       sched_yield();
     }
   }
-  return false;
 }
 
 std::size_t event_loop::pending_timers() noexcept {

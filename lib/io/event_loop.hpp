@@ -54,6 +54,10 @@ class event_loop {
   // fire); false if it already fired. If e is firing right now, waits until
   // fire() returned, so the caller may destroy e afterwards. Does not park.
   static bool cancel_timer(timer_entry* e) noexcept;
+  // await_fired: for an entry known to have fired (its fire() ran far
+  // enough to say so): waits until fire() returned, so the caller may
+  // destroy e. cancel_timer without the timer lock. Does not park.
+  static void await_fired(timer_entry* e) noexcept;
   // pending_timers: timers armed on every loop (for tests and stats).
   static std::size_t pending_timers() noexcept;
   // handle_count: libuv handles open on every loop (for tests and leak

@@ -117,7 +117,11 @@ bool waiter::block_fiber(void (*then)(void*), void* arg, steady::time_point dead
   park_record.then = then;
   park_record.then_arg = arg;
   switch_out(finish_park, &park_record);
-  if (park_record.entry.deadline_ns != INT64_MAX) event_loop::cancel_timer(&park_record.entry);
+  if (park_record.timed_out) {  // fired: unqueued already, fire() may still be returning
+    event_loop::await_fired(&park_record.entry);
+  } else if (park_record.entry.deadline_ns != INT64_MAX) {
+    event_loop::cancel_timer(&park_record.entry);
+  }
   return !park_record.timed_out;
 }
 
