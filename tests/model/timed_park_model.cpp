@@ -10,8 +10,9 @@
 // event loop may fire the timer once it is armed (a thread that took over
 // the processor does so even while the worker is still in finish_park).
 // Both wake through the state word (exchange to woken; ready the fiber if
-// it was parked). The resumed fiber cancels the timer (waiting out a fire
-// in progress) and returns, and the park record and waiter on its stack are
+// it was parked). The resumed fiber cancels the timer, or, when the timer
+// woke it, only waits out the fire (event_loop::await_fired: a fired timer
+// is no longer queued), and returns, and the park record and waiter on its stack are
 // gone. Every interleaving must keep:
 //   - nothing touches the park record or the waiter once the fiber returned
 //     (the worker's after_switch step, the timer firing, a waker's wake);
@@ -48,9 +49,10 @@
 //   L_FIRE, L_WAKE, L_CLEAR  event_loop.cpp fire_due -> fire_timed_park:
 //                            try_claim, timed_out := true, wake(); then the
 //                            loop clears the entry's `firing`
-//   F_CANCEL, F_RETURN,      block_fiber after switch_out: cancel_timer
-//   F_RELOCK                 (removes, or waits while firing), return; a
-//                            timed-out recv re-locks to unlink its op
+//   F_CANCEL, F_RETURN,      block_fiber after switch_out: await_fired if
+//   F_RELOCK                 timed out, else cancel_timer (removes, or
+//                            waits while firing); return; a timed-out recv
+//                            re-locks to unlink its op
 #include <doctest/doctest.h>
 
 #include <string>
@@ -120,10 +122,11 @@ constexpr const char* problems[] = {
 
 struct timed_park_model {
   using state = ::state;
-  bool waker_ignores_state = false;  // wake() readies at once (no state word)
-  bool arm_before_then = false;      // finish_park: add_timer, then then()
-  bool settle_before_arm = false;    // finish_park: then(), settle, add_timer
-  bool unlock_in_then = false;       // the lock is held across the switch, `then` releases it
+  bool waker_ignores_state = false;   // wake() readies at once (no state word)
+  bool arm_before_then = false;       // finish_park: add_timer, then then()
+  bool settle_before_arm = false;     // finish_park: then(), settle, add_timer
+  bool unlock_in_then = false;        // the lock is held across the switch, `then` releases it
+  bool timed_out_skips_wait = false;  // a timed-out fiber returns without awaiting the fire
 
   static state initial() {
     state s{};
@@ -287,6 +290,10 @@ struct timed_park_model {
         n.saved = 0;
         return go(out, n, fiber, F_CANCEL, "resumed");
       case F_CANCEL:
+        if (s.timed_out) {  // the timer woke it: fired, so no longer queued
+          if (s.timer_firing && !timed_out_skips_wait) return;  // await_fired
+          return go(out, n, fiber, F_RETURN, "await_fired");
+        }
         if (s.timer_firing) return;  // cancel_timer waits out a fire in progress
         n.timer_queued = 0;
         return go(out, n, fiber, F_RETURN, "cancel_timer");
@@ -343,5 +350,12 @@ TEST_CASE("timed park: then() before the timer, without the state word, is caugh
 TEST_CASE("timed park: settling before the timer is armed is caught (teeth)") {
   timed_park_model mutated;
   mutated.settle_before_arm = true;
+  model::require_caught(mutated, timed_park_model::initial());
+}
+
+TEST_CASE(
+    "timed park: a timed-out fiber that returns while its timer still fires is caught (teeth)") {
+  timed_park_model mutated;
+  mutated.timed_out_skips_wait = true;
   model::require_caught(mutated, timed_park_model::initial());
 }
