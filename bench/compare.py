@@ -305,8 +305,10 @@ class Spindle:
             log(f"spindle: --benchmark_list_tests exited {p.returncode}: {p.stderr.strip()[-500:]}")
         return [l.strip() for l in p.stdout.splitlines() if l.strip()]
 
-    def run(self, full_names):
-        """Runs the given benchmarks (full names) once, with repetitions."""
+    def run(self, full_names, reps=None):
+        """Runs the given benchmarks (full names) once, with repetitions
+        (args.reps, or `reps`). Repetitions from earlier calls are kept."""
+        reps = reps or self.args.reps
         if self.fixed is not None:
             for n in full_names:
                 k = normalize_name(n)
@@ -319,8 +321,8 @@ class Spindle:
         out = os.path.join(self.tmp, "spindle_out.json")
         if os.path.exists(out):
             os.unlink(out)
-        aggregates_only = "false" if self.args.all_reps else "true"
-        cmd = [self.path, "--benchmark_format=json", f"--benchmark_repetitions={self.args.reps}",
+        aggregates_only = "false" if self.args.all_reps or reps == 1 else "true"
+        cmd = [self.path, "--benchmark_format=json", f"--benchmark_repetitions={reps}",
                f"--benchmark_report_aggregates_only={aggregates_only}", f"--benchmark_filter={regex}",
                f"--benchmark_out={out}", "--benchmark_out_format=json"] + shlex.split(self.args.spindle_args)
         log("spindle:", " ".join(shlex.quote(c) for c in cmd))
@@ -350,7 +352,11 @@ class Spindle:
         if doc is None:
             log("spindle: no JSON results for", ", ".join(full_names))
             return
-        self.results.update(parse_gb(doc))
+        for key, b in parse_gb(doc).items():
+            if key in self.results and reps == 1 and not b["agg"] and not self.results[key]["agg"]:
+                self.results[key]["reps"] += b["reps"]  # one more fresh-process repetition
+            else:
+                self.results[key] = b
         log(f"spindle: {', '.join(full_names)} done in {time.time() - t0:.1f} s")
 
     def summary(self, name, metric):
@@ -416,19 +422,24 @@ class Go:
         p = os.path.join(self.bin, name)
         return p if os.path.isfile(p) else None
 
-    def _ingest(self, raw, wanted=None):
+    def _ingest(self, raw, wanted=None, merge=False):
         for w, res in raw.items():
             if w.startswith("_") or not isinstance(res, dict) or (wanted and w not in wanted):
                 continue
-            figs = {}
+            figs = self.results.get(w, {}) if merge else {}
             for rep in res.get("reps") or []:
                 for f in rep.get("figures") or []:
                     figs.setdefault(f["name"], []).append(f["value"])
                     self.units[(w, f["name"])] = f.get("unit", "")
             self.results[w] = figs
 
-    def run(self, workloads):
-        workloads = [w for w in workloads if w not in self.results]
+    def run(self, workloads, reps=None):
+        """Runs the workloads with args.reps repetitions, or, given `reps`,
+        adds that many to those of earlier calls."""
+        merge = reps is not None
+        reps = reps or self.args.reps
+        if not merge:
+            workloads = [w for w in workloads if w not in self.results]
         if not workloads:
             return
         if self.fixed is not None:
@@ -440,7 +451,7 @@ class Go:
         out = os.path.join(self.tmp, "go_suite.json")
         if os.path.exists(out):
             os.unlink(out)
-        cmd = [suite, "-only", ",".join(workloads), "-reps", str(self.args.reps), "-rreps", str(self.args.reps),
+        cmd = [suite, "-only", ",".join(workloads), "-reps", str(reps), "-rreps", str(reps),
                "-json", out] + shlex.split(self.args.go_args)
         log("go:", " ".join(shlex.quote(c) for c in cmd))
         t0 = time.time()
@@ -459,7 +470,7 @@ class Go:
             log("go: no results for", ", ".join(workloads))
             return
         self.header = raw.get("_header", self.header)
-        self._ingest(raw)
+        self._ingest(raw, merge=merge)
         log(f"go: {', '.join(workloads)} done in {time.time() - t0:.1f} s")
 
     def summary(self, workload, figure, unit):
@@ -561,6 +572,14 @@ def run_suite(args, tmp):
     if args.no_interleave:
         spindle.run([f for n, _ in units for f in by_norm.get(n, [])])
         go.run([w for _, ws in units for w in ws])
+    elif args.fresh_processes:
+        for name, gows in units:
+            for rep in range(args.reps):
+                steps = [lambda: spindle.run(by_norm.get(name, []), reps=1), lambda: go.run(gows, reps=1)]
+                if rep % 2:
+                    steps.reverse()  # alternate which runtime goes first
+                for s in steps:
+                    s()
     else:
         for i, (name, gows) in enumerate(units):
             steps = [lambda: spindle.run(by_norm.get(name, [])), lambda: go.run(gows)]
@@ -574,7 +593,7 @@ def run_suite(args, tmp):
                + (f" (**missing**: {spindle.missing_reason})" if spindle.missing_reason else ""))
     out.append(f"- Go: {go.header or go.version or ''}"
                + (f" (**missing**: {go.missing_reason})" if go.missing_reason else ""))
-    out.append(f"- {args.reps} repetitions each, {'one after the other' if args.no_interleave else 'workload by workload, alternating which goes first'}; "
+    out.append(f"- {args.reps} repetitions each, {'one after the other' if args.no_interleave else 'each in a fresh process, alternating which goes first each time' if args.fresh_processes else 'workload by workload, alternating which goes first'}; "
                f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     out.append("- ratio = spindle / Go on the medians; goals from the issues that asked for each workload")
     out.append("")
@@ -765,6 +784,10 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="repetitions of every workload on both sides (default 5)")
     ap.add_argument("--no-interleave", action="store_true",
                     help="run all of spindle, then all of Go, instead of workload by workload")
+    ap.add_argument("--fresh-processes", action="store_true",
+                    help="run every repetition in a new process on both sides, alternating which goes "
+                         "first each time (for parked_memory: no stack pool or heap warm from the "
+                         "previous repetition, and neither side always runs after the other)")
     ap.add_argument("--all-reps", action="store_true",
                     help="ask spindle_bench for every repetition, not only aggregates, to get its min and max")
     ap.add_argument("--spindle-args", default="", help="extra arguments for spindle_bench")
