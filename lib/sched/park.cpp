@@ -26,6 +26,8 @@
 
 #include <time.h>
 
+#include <algorithm>
+
 #include "io/event_loop.hpp"
 #include "os/futex.hpp"
 #include "sched/scheduler.hpp"
@@ -38,6 +40,15 @@ using steady = std::chrono::steady_clock;
 // settle_spins: how many pauses (each some tens of ns) wake() waits for a
 // fiber that is switching out to finish (see park.hpp, step W).
 constexpr int settle_spins = 16;
+
+// thread_spin_ns: how long a plain thread watches its waiter before it
+// sleeps on the futex. A thread that joins a short fiber, or waits for a
+// reply a fiber sends within microseconds, is then woken without a sleep:
+// a futex sleep and wake-up cost the thread tens of microseconds of CPU
+// time and latency on a virtual machine (an idle CPU's exit), more than a
+// failed spin costs. It spins only while a CPU is spare (fewer processors
+// busy than CPUs): otherwise it would slow the very fibers it waits for.
+constexpr std::int64_t thread_spin_ns = 10'000;
 
 // timed_park: a parked fiber's deadline and after-park step, on its stack.
 struct timed_park {
@@ -125,7 +136,23 @@ bool waiter::block_fiber(void (*then)(void*), void* arg, steady::time_point dead
   return !park_record.timed_out;
 }
 
+// spin_until_woken: the bounded spin before a plain thread sleeps (never
+// past its deadline); true if the waiter was woken meanwhile.
+bool waiter::spin_until_woken(steady::time_point deadline) const noexcept {
+  const scheduler* runtime = scheduler::started();
+  if (runtime == nullptr || !runtime->has_spare_cpu()) return false;
+  const std::int64_t give_up = std::min(steady_now_ns() + thread_spin_ns, to_ns(deadline));
+  do {
+    for (int i = 0; i < 32; ++i) {
+      if (state_.load(std::memory_order_acquire) == woken) return true;
+      cpu_relax();
+    }
+  } while (steady_now_ns() < give_up);
+  return false;
+}
+
 bool waiter::block_thread_until(steady::time_point deadline) noexcept {
+  if (spin_until_woken(deadline)) return true;
   for (;;) {
     if (state_.load(std::memory_order_acquire) == woken) return true;
     if (deadline == steady::time_point::max()) {

@@ -50,8 +50,9 @@
 //   step (park.cpp, finish_park). Both exchanges are acq_rel:
 //   the waker's writes (W2 of chan_core.cpp: the value, the status) and the
 //   saved context are visible to whoever runs the fiber next.
-//   From a plain thread: the thread sleeps on the same word with a futex
-//   until it reads woken; wake() stores woken and wakes the futex.
+//   From a plain thread: the thread watches the word for up to 10 us, then
+//   sleeps on it with a futex until it reads woken; wake() stores woken and
+//   wakes the futex.
 //
 // Hazard: once wake() has exchanged the state the waiter may be destroyed at
 // any moment (its owner returns from park); wake() reads what it needs first.
@@ -129,6 +130,7 @@ class waiter {
   static void finish_park(worker& w, fiber* f, void* record);
   bool block_fiber(void (*then)(void*), void* arg,
                    std::chrono::steady_clock::time_point deadline) noexcept;
+  bool spin_until_woken(std::chrono::steady_clock::time_point deadline) const noexcept;
   bool block_thread_until(std::chrono::steady_clock::time_point deadline) noexcept;
   // settle: step P after the switch; true when the fiber was woken already
   // and the caller must ready it.

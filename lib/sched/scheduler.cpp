@@ -193,7 +193,8 @@ scheduler& scheduler::get() {
 
 scheduler* scheduler::started() noexcept { return the_scheduler.load(std::memory_order_acquire); }
 
-scheduler::scheduler(const options& opts) : options_(opts) {
+scheduler::scheduler(const options& opts)
+    : options_(opts), cpus_(static_cast<int>(available_cpus())) {
   configure_stack_pool({options_.stack_size, options_.guarded_stacks});
   const std::int64_t slack_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(options_.timer_slack).count();

@@ -51,6 +51,14 @@ class scheduler {
   // running_fiber: the fiber running on this thread, or nullptr.
   static fiber* running_fiber() noexcept;
 
+  // has_spare_cpu: fewer processors run fibers than the process has CPUs,
+  // so a plain thread may spin briefly without taking one from a worker.
+  bool has_spare_cpu() const noexcept {
+    const int busy =
+        active_.load(std::memory_order_relaxed) - nidle_.load(std::memory_order_relaxed);
+    return busy < cpus_;
+  }
+
   const options& config() const noexcept { return options_; }
   std::size_t procs() const noexcept { return processors_.size(); }
   // loop_of: processor i's event loop. current_loop: the caller's processor's
@@ -160,6 +168,7 @@ class scheduler {
   spinlock idle_lock_;
   std::vector<processor*> idle_;  // guarded by idle_lock_; sorted, lowest index last
   std::atomic<int> nidle_{0};     // written under idle_lock_
+  const int cpus_;                // available_cpus() at start
   std::atomic<int> nsearching_{0};
   std::atomic<int> active_{0};  // written under idle_lock_, by the monitor only
 

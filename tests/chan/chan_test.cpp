@@ -252,6 +252,24 @@ TEST_CASE("timed operations give up at the deadline") {
   SUBCASE("from a fiber") { spindle::go(timed_operations).join(); }
 }
 
+// A plain thread watches its waiter for a few microseconds before it sleeps
+// on the futex (park.cpp, spin_until_woken): a deadline inside that window
+// still times out, never early, and a value that comes after it still wakes
+// the sleeping thread.
+TEST_CASE("a plain thread's wait: a deadline inside its spin times out, a late value wakes it") {
+  spindle::chan<int> c(0);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_FALSE(c.recv_for(2us).has_value());
+  CHECK(std::chrono::steady_clock::now() - start >= 2us);
+  CHECK(parked_receivers(c) == 0);
+  auto sender = spindle::go([c]() mutable {
+    spindle::sleep_for(20ms);  // well past the spin: the receiver sleeps on its futex
+    c.send(5);
+  });
+  CHECK(c.recv() == 5);
+  sender.join();
+}
+
 TEST_CASE("a timed receive from a fiber gets a value sent before its deadline") {
   spindle::chan<int> c(0);
   auto receiver = spindle::go([c]() mutable { return c.recv_for(1h); });
