@@ -51,12 +51,13 @@ class scheduler {
   // running_fiber: the fiber running on this thread, or nullptr.
   static fiber* running_fiber() noexcept;
 
-  // has_spare_cpu: fewer processors run fibers than the process has CPUs,
-  // so a plain thread may spin briefly without taking one from a worker.
+  // has_spare_cpu: the process has more than one CPU and fewer processors
+  // run fibers than it has CPUs, so a plain thread may spin briefly without
+  // taking a CPU from a worker.
   bool has_spare_cpu() const noexcept {
     const int busy =
         active_.load(std::memory_order_relaxed) - nidle_.load(std::memory_order_relaxed);
-    return busy < cpus_;
+    return cpus_ > 1 && busy < cpus_;
   }
 
   const options& config() const noexcept { return options_; }
