@@ -633,6 +633,45 @@ def proc_cpu_s(pid):
         return None
 
 
+def proc_sleeps(pid):
+    """Voluntary context switches of a process, summed over its threads
+    (each is a sleep that something had to wake)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return total
+
+
+def run_sampling_sleeps(cmd, timeout):
+    """subprocess.run(cmd) with its output captured, plus the process's
+    voluntary context switches over its whole life (connecting included), as
+    last sampled before it exited: every 0.1 s, so at most that much of its
+    run is missed."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = {}
+    reader = threading.Thread(target=lambda: out.update(zip(("stdout", "stderr"), proc.communicate())),
+                              daemon=True)
+    reader.start()
+    sleeps, deadline = None, time.time() + timeout
+    while proc.poll() is None:
+        if time.time() > deadline:
+            proc.kill()
+            reader.join()
+            raise subprocess.TimeoutExpired(cmd, timeout)
+        now = proc_sleeps(proc.pid)
+        if now is not None:
+            sleeps = now
+        time.sleep(0.1)
+    reader.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out.get("stdout", ""), out.get("stderr", "")), sleeps
+
+
 def read_line(pipe, timeout):
     buf = b""
     deadline = time.time() + timeout
@@ -676,13 +715,13 @@ def tcp_once(name, server_cmd, loadgen, args):
         cmd = [loadgen, "-addr", addr, "-conns", str(args.tcp_conns), "-size", str(args.tcp_size),
                "-duration", args.tcp_duration, "-warmup", args.tcp_warmup, "-json"] + shlex.split(args.loadgen_args)
         log(f"tcp_echo {name}:", " ".join(shlex.quote(c) for c in cmd))
-        cpu0 = proc_cpu_s(srv.pid)
+        cpu0, sleeps0 = proc_cpu_s(srv.pid), proc_sleeps(srv.pid)
         try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            p, client_sleeps = run_sampling_sleeps(cmd, args.timeout)
         except subprocess.TimeoutExpired:
             log(f"tcp_echo {name}: the load generator timed out")
             return None
-        cpu1 = proc_cpu_s(srv.pid)
+        cpu1, sleeps1 = proc_cpu_s(srv.pid), proc_sleeps(srv.pid)
         if p.returncode not in (0, 3):
             log(f"tcp_echo {name}: load generator exited {p.returncode}: {p.stderr.strip()[-500:]}")
             return None
@@ -699,6 +738,18 @@ def tcp_once(name, server_cmd, loadgen, args):
                 "client_cpu_per_wall": rep["client_cpu_s"] / rep["elapsed_s"] if rep.get("elapsed_s") else None}
         if cpu0 is not None and cpu1 is not None and rep.get("elapsed_s"):
             figs["server_cpu_per_wall"] = (cpu1 - cpu0) / rep["elapsed_s"]
+        requests = rep.get("requests") or 0
+        if requests > 0:
+            # Per request: on a saturated machine requests/s is the CPUs over
+            # the sum of both processes' CPU time per request.
+            if "server_cpu_per_wall" in figs:
+                figs["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / requests
+            if rep.get("client_cpu_s") is not None:
+                figs["client_cpu_us_per_req"] = rep["client_cpu_s"] * 1e6 / requests
+            if sleeps0 is not None and sleeps1 is not None:
+                figs["server_sleeps_per_req"] = (sleeps1 - sleeps0) / requests
+            if client_sleeps is not None:
+                figs["client_sleeps_per_req"] = client_sleeps / requests
         if rep.get("first_error"):
             log(f"tcp_echo {name}: first error: {rep['first_error']}")
         log(f"tcp_echo {name}: {num(figs['req_per_s'])} req/s, p50 {num(figs['p50_us'])} µs, p99 {num(figs['p99_us'])} µs")
@@ -723,7 +774,12 @@ def tcp_once(name, server_cmd, loadgen, args):
 TCP_ROWS = [("req_per_s", "requests per second", "1/s", True), ("p50_us", "latency p50", "µs", False),
             ("p99_us", "latency p99", "µs", False), ("p999_us", "latency p99.9", "µs", False),
             ("max_us", "latency max", "µs", False), ("server_cpu_per_wall", "server CPU / wall", "cores", False),
-            ("client_cpu_per_wall", "load generator CPU / wall", "cores", False), ("errors", "errors", "count", False)]
+            ("client_cpu_per_wall", "load generator CPU / wall", "cores", False),
+            ("server_cpu_us_per_req", "server CPU per request", "µs", False),
+            ("client_cpu_us_per_req", "load generator CPU per request", "µs", False),
+            ("server_sleeps_per_req", "server sleeps per request", "count", False),
+            ("client_sleeps_per_req", "load generator sleeps per request", "count", False),
+            ("errors", "errors", "count", False)]
 
 
 def run_tcp(args, tmp):
