@@ -306,8 +306,9 @@ class Spindle:
         return [l.strip() for l in p.stdout.splitlines() if l.strip()]
 
     def run(self, full_names, reps=None):
-        """Runs the given benchmarks (full names) once, with repetitions
-        (args.reps, or `reps`). Repetitions from earlier calls are kept."""
+        """Runs the given benchmarks (full names) with args.reps repetitions,
+        or, given `reps`, adds that many to those of earlier calls."""
+        merge = reps is not None
         reps = reps or self.args.reps
         if self.fixed is not None:
             for n in full_names:
@@ -321,7 +322,7 @@ class Spindle:
         out = os.path.join(self.tmp, "spindle_out.json")
         if os.path.exists(out):
             os.unlink(out)
-        aggregates_only = "false" if self.args.all_reps or reps == 1 else "true"
+        aggregates_only = "false" if self.args.all_reps or merge else "true"
         cmd = [self.path, "--benchmark_format=json", f"--benchmark_repetitions={reps}",
                f"--benchmark_report_aggregates_only={aggregates_only}", f"--benchmark_filter={regex}",
                f"--benchmark_out={out}", "--benchmark_out_format=json"] + shlex.split(self.args.spindle_args)
@@ -353,8 +354,8 @@ class Spindle:
             log("spindle: no JSON results for", ", ".join(full_names))
             return
         for key, b in parse_gb(doc).items():
-            if key in self.results and reps == 1 and not b["agg"] and not self.results[key]["agg"]:
-                self.results[key]["reps"] += b["reps"]  # one more fresh-process repetition
+            if merge and key in self.results:
+                self.results[key]["reps"] += b["reps"]
             else:
                 self.results[key] = b
         log(f"spindle: {', '.join(full_names)} done in {time.time() - t0:.1f} s")
