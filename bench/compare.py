@@ -624,12 +624,15 @@ def run_suite(args, tmp):
 # tcp_echo: one load generator for both servers
 # ---------------------------------------------------------------------------
 
-def proc_cpu_s(pid):
-    """utime + stime of a process (all its threads), in seconds."""
+def proc_times_s(pid):
+    """(utime, stime) of a process (all its threads), in seconds, or None.
+    stime is the kernel's work on the process's behalf: for an echo server,
+    mostly the TCP stack under its reads and writes."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
     except (OSError, ValueError, IndexError):
         return None
 
@@ -716,13 +719,13 @@ def tcp_once(name, server_cmd, loadgen, args):
         cmd = [loadgen, "-addr", addr, "-conns", str(args.tcp_conns), "-size", str(args.tcp_size),
                "-duration", args.tcp_duration, "-warmup", args.tcp_warmup, "-json"] + shlex.split(args.loadgen_args)
         log(f"tcp_echo {name}:", " ".join(shlex.quote(c) for c in cmd))
-        cpu0, sleeps0 = proc_cpu_s(srv.pid), proc_sleeps(srv.pid)
+        times0, sleeps0 = proc_times_s(srv.pid), proc_sleeps(srv.pid)
         try:
             p, client_sleeps = run_sampling_sleeps(cmd, args.timeout)
         except subprocess.TimeoutExpired:
             log(f"tcp_echo {name}: the load generator timed out")
             return None
-        cpu1, sleeps1 = proc_cpu_s(srv.pid), proc_sleeps(srv.pid)
+        times1, sleeps1 = proc_times_s(srv.pid), proc_sleeps(srv.pid)
         if p.returncode not in (0, 3):
             log(f"tcp_echo {name}: load generator exited {p.returncode}: {p.stderr.strip()[-500:]}")
             return None
@@ -737,14 +740,18 @@ def tcp_once(name, server_cmd, loadgen, args):
                 "p999_us": rep.get("p999_us"), "max_us": rep.get("max_us"),
                 "errors": float(rep.get("errors", 0) + rep.get("mismatches", 0)),
                 "client_cpu_per_wall": rep["client_cpu_s"] / rep["elapsed_s"] if rep.get("elapsed_s") else None}
-        if cpu0 is not None and cpu1 is not None and rep.get("elapsed_s"):
-            figs["server_cpu_per_wall"] = (cpu1 - cpu0) / rep["elapsed_s"]
+        cpu_s = sys_s = None
+        if times0 is not None and times1 is not None:
+            cpu_s, sys_s = sum(times1) - sum(times0), times1[1] - times0[1]
+        if cpu_s is not None and rep.get("elapsed_s"):
+            figs["server_cpu_per_wall"] = cpu_s / rep["elapsed_s"]
         requests = rep.get("requests") or 0
         if requests > 0:
             # Per request: on a saturated machine requests/s is the CPUs over
             # the sum of both processes' CPU time per request.
-            if "server_cpu_per_wall" in figs:
-                figs["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / requests
+            if cpu_s is not None:
+                figs["server_cpu_us_per_req"] = cpu_s * 1e6 / requests
+                figs["server_sys_us_per_req"] = sys_s * 1e6 / requests
             if rep.get("client_cpu_s") is not None:
                 figs["client_cpu_us_per_req"] = rep["client_cpu_s"] * 1e6 / requests
             if sleeps0 is not None and sleeps1 is not None:
@@ -777,6 +784,7 @@ TCP_ROWS = [("req_per_s", "requests per second", "1/s", True), ("p50_us", "laten
             ("max_us", "latency max", "µs", False), ("server_cpu_per_wall", "server CPU / wall", "cores", False),
             ("client_cpu_per_wall", "load generator CPU / wall", "cores", False),
             ("server_cpu_us_per_req", "server CPU per request", "µs", False),
+            ("server_sys_us_per_req", "server CPU per request in the kernel (stime)", "µs", False),
             ("client_cpu_us_per_req", "load generator CPU per request", "µs", False),
             ("server_sleeps_per_req", "server sleeps per request", "count", False),
             ("client_sleeps_per_req", "load generator sleeps per request", "count", False),
