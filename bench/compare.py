@@ -20,6 +20,7 @@ Standard library only. See bench/README.md.
 import argparse
 import json
 import math
+import mmap
 import os
 import re
 import select
@@ -544,6 +545,18 @@ def table(rows, spindle, go, out):
     return notes
 
 
+def prewarm(gib):
+    """Touches and frees `gib` GiB of memory, so that a process started next
+    finds the pages it faults in already backed by the host (see
+    --prewarm-gib)."""
+    size = int(gib * (1 << 30)) // mmap.PAGESIZE * mmap.PAGESIZE
+    if size <= 0:
+        return
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    memory[::mmap.PAGESIZE] = b"\x01" * (size // mmap.PAGESIZE)
+    memory.close()
+
+
 def run_suite(args, tmp):
     spindle = Spindle(args, tmp)
     go = Go(args, tmp)
@@ -576,7 +589,8 @@ def run_suite(args, tmp):
     elif args.fresh_processes:
         for name, gows in units:
             for rep in range(args.reps):
-                steps = [lambda: spindle.run(by_norm.get(name, []), reps=1), lambda: go.run(gows, reps=1)]
+                steps = [lambda: (prewarm(args.prewarm_gib), spindle.run(by_norm.get(name, []), reps=1)),
+                         lambda: (prewarm(args.prewarm_gib), go.run(gows, reps=1))]
                 if rep % 2:
                     steps.reverse()  # alternate which runtime goes first
                 for s in steps:
@@ -594,7 +608,7 @@ def run_suite(args, tmp):
                + (f" (**missing**: {spindle.missing_reason})" if spindle.missing_reason else ""))
     out.append(f"- Go: {go.header or go.version or ''}"
                + (f" (**missing**: {go.missing_reason})" if go.missing_reason else ""))
-    out.append(f"- {args.reps} repetitions each, {'one after the other' if args.no_interleave else 'each in a fresh process, alternating which goes first each time' if args.fresh_processes else 'workload by workload, alternating which goes first'}; "
+    out.append(f"- {args.reps} repetitions each, {'one after the other' if args.no_interleave else 'each in a fresh process, alternating which goes first each time' + (f', after touching {args.prewarm_gib:g} GiB' if args.prewarm_gib > 0 else '') if args.fresh_processes else 'workload by workload, alternating which goes first'}; "
                f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     out.append("- ratio = spindle / Go on the medians; goals from the issues that asked for each workload")
     out.append("")
@@ -853,6 +867,10 @@ def main():
                     help="run every repetition in a new process on both sides, alternating which goes "
                          "first each time (for parked_memory: no stack pool or heap warm from the "
                          "previous repetition, and neither side always runs after the other)")
+    ap.add_argument("--prewarm-gib", type=float, default=0,
+                    help="with --fresh-processes: touch and free this many GiB before every process, so "
+                         "both sides fault in memory the host has backed (on a virtual machine a first "
+                         "touch of memory the host has not backed costs several microseconds a page)")
     ap.add_argument("--all-reps", action="store_true",
                     help="ask spindle_bench for every repetition, not only aggregates, to get its min and max")
     ap.add_argument("--spindle-args", default="", help="extra arguments for spindle_bench")
