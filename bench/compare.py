@@ -589,11 +589,11 @@ def run_suite(args, tmp):
     elif args.fresh_processes:
         for name, gows in units:
             for rep in range(args.reps):
-                steps = [lambda: (prewarm(args.prewarm_gib), spindle.run(by_norm.get(name, []), reps=1)),
-                         lambda: (prewarm(args.prewarm_gib), go.run(gows, reps=1))]
+                steps = [lambda: spindle.run(by_norm.get(name, []), reps=1), lambda: go.run(gows, reps=1)]
                 if rep % 2:
                     steps.reverse()  # alternate which runtime goes first
                 for s in steps:
+                    prewarm(args.prewarm_gib)
                     s()
     else:
         for i, (name, gows) in enumerate(units):
@@ -608,7 +608,15 @@ def run_suite(args, tmp):
                + (f" (**missing**: {spindle.missing_reason})" if spindle.missing_reason else ""))
     out.append(f"- Go: {go.header or go.version or ''}"
                + (f" (**missing**: {go.missing_reason})" if go.missing_reason else ""))
-    out.append(f"- {args.reps} repetitions each, {'one after the other' if args.no_interleave else 'each in a fresh process, alternating which goes first each time' + (f', after touching {args.prewarm_gib:g} GiB' if args.prewarm_gib > 0 else '') if args.fresh_processes else 'workload by workload, alternating which goes first'}; "
+    if args.no_interleave:
+        order = "one after the other"
+    elif args.fresh_processes:
+        order = "each in a fresh process, alternating which goes first each time"
+        if args.prewarm_gib > 0:
+            order += f", after touching {args.prewarm_gib:g} GiB"
+    else:
+        order = "workload by workload, alternating which goes first"
+    out.append(f"- {args.reps} repetitions each, {order}; "
                f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     out.append("- ratio = spindle / Go on the medians; goals from the issues that asked for each workload")
     out.append("")
