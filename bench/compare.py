@@ -557,6 +557,14 @@ def prewarm(gib):
     memory.close()
 
 
+def run_pair(spindle_step, go_step, go_first, prepare=lambda: None):
+    """Runs both sides' steps, Go's first if go_first (callers alternate it),
+    each after prepare()."""
+    for step in (go_step, spindle_step) if go_first else (spindle_step, go_step):
+        prepare()
+        step()
+
+
 def run_suite(args, tmp):
     spindle = Spindle(args, tmp)
     go = Go(args, tmp)
@@ -589,19 +597,11 @@ def run_suite(args, tmp):
     elif args.fresh_processes:
         for name, gows in units:
             for rep in range(args.reps):
-                steps = [lambda: spindle.run(by_norm.get(name, []), reps=1), lambda: go.run(gows, reps=1)]
-                if rep % 2:
-                    steps.reverse()  # alternate which runtime goes first
-                for s in steps:
-                    prewarm(args.prewarm_gib)
-                    s()
+                run_pair(lambda: spindle.run(by_norm.get(name, []), reps=1), lambda: go.run(gows, reps=1),
+                         go_first=rep % 2, prepare=lambda: prewarm(args.prewarm_gib))
     else:
         for i, (name, gows) in enumerate(units):
-            steps = [lambda: spindle.run(by_norm.get(name, [])), lambda: go.run(gows)]
-            if i % 2:
-                steps.reverse()  # alternate which runtime goes first
-            for s in steps:
-                s()
+            run_pair(lambda: spindle.run(by_norm.get(name, [])), lambda: go.run(gows), go_first=i % 2)
 
     out = ["# spindle vs Go", ""]
     out.append(f"- spindle: `{args.spindle_json or args.spindle_bench}`"
