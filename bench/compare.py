@@ -716,6 +716,18 @@ def read_line(pipe, timeout):
     return buf.decode(errors="replace")
 
 
+def no_user_ceiling(figs):
+    """Requests/s had the server spent no user time: the CPUs both processes
+    kept busy, over the CPU per request left (the server's kernel time and
+    the load generator's). Bounds what speeding up the server's own code
+    can buy on a saturated machine. None when a figure is missing."""
+    keys = ("server_cpu_per_wall", "client_cpu_per_wall", "server_sys_us_per_req", "client_cpu_us_per_req")
+    if any(figs.get(k) is None for k in keys):
+        return None
+    per_req_s = (figs["server_sys_us_per_req"] + figs["client_cpu_us_per_req"]) * 1e-6
+    return (figs["server_cpu_per_wall"] + figs["client_cpu_per_wall"]) / per_req_s if per_req_s > 0 else None
+
+
 def tcp_once(name, server_cmd, loadgen, args):
     """Starts one server, drives it with the load generator, stops it.
     Returns a dict of figures, or None."""
@@ -776,6 +788,7 @@ def tcp_once(name, server_cmd, loadgen, args):
                 figs["server_sys_us_per_req"] = sys_s * 1e6 / requests
             if rep.get("client_cpu_s") is not None:
                 figs["client_cpu_us_per_req"] = rep["client_cpu_s"] * 1e6 / requests
+            figs["no_user_req_per_s"] = no_user_ceiling(figs)
             if sleeps0 is not None and sleeps1 is not None:
                 figs["server_sleeps_per_req"] = (sleeps1 - sleeps0) / requests
             if client_sleeps is not None:
@@ -808,6 +821,7 @@ TCP_ROWS = [("req_per_s", "requests per second", "1/s", True), ("p50_us", "laten
             ("server_cpu_us_per_req", "server CPU per request", "µs", False),
             ("server_sys_us_per_req", "server CPU per request in the kernel (stime)", "µs", False),
             ("client_cpu_us_per_req", "load generator CPU per request", "µs", False),
+            ("no_user_req_per_s", "requests per second with no user time in the server (ceiling)", "1/s", True),
             ("server_sleeps_per_req", "server sleeps per request", "count", False),
             ("client_sleeps_per_req", "load generator sleeps per request", "count", False),
             ("errors", "errors", "count", False)]
@@ -850,6 +864,11 @@ def run_tcp(args, tmp):
         ratio = (f"{r:.2f}×" + (" (higher is better)" if higher else "")) if r is not None else ""
         out.append(f"| {label} | {fmt_val(s['median'], unit) if s else 'missing'} | {fmt_spread(s, unit) if s else ''} "
                    f"| {fmt_val(g['median'], unit) if g else 'missing'} | {fmt_spread(g, unit) if g else ''} | {ratio} |")
+    ceiling = summarize([x.get("no_user_req_per_s") for x in results["spindle"]])
+    go_rps = summarize([x.get("req_per_s") for x in results["go"]])
+    if ceiling and go_rps and go_rps["median"]:
+        out += ["", f"spindle's ceiling (its server spending no user time, at the CPUs its runs kept busy) is "
+                    f"{ceiling['median'] / go_rps['median']:.2f}× Go's measured requests/s."]
     print("\n".join(out))
     if args.json_out:
         with open(args.json_out, "w") as f:
