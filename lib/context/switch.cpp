@@ -62,8 +62,10 @@ void build_first_frame(fiber& f) {
   f.context =
       ctx::fiber(std::allocator_arg, ctx::preallocated(f.stack.top(), f.stack.size, whole),
                  no_deallocation{}, [self](ctx::fiber&& scheduler) -> ctx::fiber {
-                   after_jump(nullptr);
-                   current_worker()->scheduler_context = std::move(scheduler);
+                   if (scheduler) {  // started by a scheduler, not directly by a fiber
+                     after_jump(nullptr);
+                     current_worker()->scheduler_context = std::move(scheduler);
+                   }
                    fiber_main(*self);
                    worker& w = *current_worker();
                    w.after_switch = fiber_exited;

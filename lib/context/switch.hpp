@@ -1,9 +1,14 @@
 // lib/context/switch.hpp: the only place where stacks are switched.
 //
 // Contract:
-//   - A fiber runs only between run_fiber(w, f) (on w's scheduler context)
-//     and its next switch_out(action, arg) or its exit. Every switch goes
-//     fiber -> scheduler or scheduler -> fiber; never fiber -> fiber.
+//   - A fiber runs from the moment it is switched to, by run_fiber(w, f) on
+//     w's scheduler context or directly by a fiber's switch_out, until its
+//     next switch_out(action, arg) or its exit. A switch goes scheduler ->
+//     fiber, fiber -> scheduler, or fiber -> fiber: switch_out goes straight
+//     to the fiber the scheduler would run next when that pick needs none of
+//     the scheduler's loop (take_direct_successor), and the after-switch step
+//     then runs on top of that fiber's stack (settle_direct_switch) before it
+//     continues (Boost.Fiber's shape: one stack switch instead of two).
 //   - What is saved is what Boost.Context saves: the callee-saved registers,
 //     the stack pointer and the return address, on the suspended stack.
 //   - A fiber may resume on a different worker thread than the one it left.
@@ -12,9 +17,10 @@
 //   - A new fiber has no context yet (f.context is empty): run_fiber builds
 //     its initial frame at the top of its stack when it first runs it, so
 //     the stack's first page is touched by the worker, not by the spawner.
-//   - When run_fiber returns, the fiber has fully switched out: its context is
-//     saved in f.context (or it has exited, and f.context is empty), and the
-//     worker then performs w.after_switch. Nothing may make the fiber runnable
+//   - When run_fiber returns, or when settle_direct_switch runs, the fiber
+//     that switched out has fully done so: its context is saved in its
+//     `context` (or it has exited, and `context` is empty), and the worker
+//     then performs w.after_switch. Nothing may make the fiber runnable
 //     elsewhere before that point; this is what lets a parked fiber's waiter
 //     settle who readies it (lib/sched/park.hpp) in the after_switch step.
 //   - Sanitizers: under ASan every switch is bracketed by
@@ -55,30 +61,60 @@ void build_first_frame(fiber& f);
 // thread unwinds, so each frame less between the caller and the jump is a
 // mispredicted return less per switch.
 
-// run_fiber: the scheduler side. Runs f on w until f switches out or exits;
-// a fiber never run before starts in fiber_main(f).
-inline void run_fiber(worker& w, fiber& f) noexcept {
+// run_fiber: the scheduler side. Runs f on w until a fiber switches back to
+// the scheduler, or exits: f, or a fiber that f (or its successors) switched
+// to directly. Returns that fiber (w.current), its context saved. A fiber
+// never run before starts in fiber_main(f).
+inline fiber& run_fiber(worker& w, fiber& f) noexcept {
   if (!f.context) build_first_frame(f);  // never run: empty only before the first run
   before_jump(&w.asan_fake_stack, f.stack.bottom, f.stack.size, f.tsan_fiber);
-  f.context = std::move(f.context).resume();
+  boost::context::fiber back = std::move(f.context).resume();
   after_jump(w.asan_fake_stack);
+  fiber& out = *w.current;
+  out.context = std::move(back);
+  return out;
 }
+
+// take_direct_successor: the fiber to switch to straight from the running
+// one, in the runtime (the processor's busy bit set) and counted as running;
+// nullptr when the scheduler must choose (scheduler.cpp, direct_successor).
+fiber* take_direct_successor(worker& w) noexcept;
+// settle_direct_switch: on top of `next`'s stack, once `out` has switched to
+// it: performs out's after-switch step, makes `next` the running fiber and
+// leaves the runtime.
+void settle_direct_switch(worker& w, fiber& out, fiber& next) noexcept;
 
 // switch_out: the fiber side (Go's mcall). Records what the worker must do
 // once the running fiber has switched out (worker::after_switch), saves the
-// fiber and returns to the current worker's scheduler; returns when some
-// worker runs the fiber again. Blocking primitives call it straight from
-// their own frame (waiter::wait_until), not through scheduler::park.
+// fiber and switches to its successor, or to the current worker's scheduler;
+// returns when some worker runs the fiber again. Blocking primitives call it
+// straight from their own frame (waiter::wait_until), not through
+// scheduler::park. A fiber resumed by the scheduler receives the
+// scheduler's context (kept for the next switch back); one resumed directly
+// receives none, and finished arriving on top (the sanitizers' half included).
 inline void switch_out(after_switch_fn action, void* arg) noexcept {
   worker* w = current_worker();
   fiber& f = *w->current;
   w->after_switch = action;
   w->after_switch_arg = arg;
   if (!f.stack.guarded) check_unguarded_overflow(f, false);
-  before_jump(&f.asan_fake_stack, w->thread_stack_bottom, w->thread_stack_size, w->tsan_fiber);
-  boost::context::fiber scheduler = std::move(w->scheduler_context).resume();
-  after_jump(f.asan_fake_stack);
-  current_worker()->scheduler_context = std::move(scheduler);  // w may be another worker now
+  boost::context::fiber back;
+  if (fiber* next = take_direct_successor(*w)) {
+    before_jump(&f.asan_fake_stack, next->stack.bottom, next->stack.size, next->tsan_fiber);
+    back = std::move(next->context).resume_with([out = &f, next](boost::context::fiber&& from) {
+      after_jump(next->asan_fake_stack);
+      out->context = std::move(from);
+      settle_direct_switch(*current_worker(), *out, *next);
+      return boost::context::fiber{};
+    });
+  } else {
+    before_jump(&f.asan_fake_stack, w->thread_stack_bottom, w->thread_stack_size, w->tsan_fiber);
+    back = std::move(w->scheduler_context).resume();
+  }
+  if (back) {  // resumed by a scheduler: w may be another worker now
+    after_jump(f.asan_fake_stack);
+    current_worker()->scheduler_context = std::move(back);
+  }
 }
 
 // fiber_main: the body of every fiber; defined by the scheduler.

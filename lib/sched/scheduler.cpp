@@ -93,12 +93,17 @@
 //   every processor sleeps (safety_net_wakes); tests assert the count stays zero.
 //
 // Parking a fiber
-//   A fiber parks by switching to its worker's scheduler context, which then
-//   runs the fiber's after_switch action (Go's mcall/park_m). Primitives
-//   register a waiter under their lock, release the lock and park; the
-//   waiter's state word, settled in the after_switch action, makes sure a
-//   waker never resumes a fiber that has not finished switching out
-//   (lib/sched/park.hpp).
+//   A fiber parks by switching out, and its after_switch action (Go's
+//   mcall/park_m) runs once it has: on the worker's scheduler context, or,
+//   when the next fiber is runnext or the ring's head (direct_successor), on
+//   top of that fiber's stack, which the parking fiber switched to directly
+//   (Boost.Fiber's shape: one stack switch a hand-over instead of two, and
+//   no trip through the scheduler's frames). The pick is local_work's, made
+//   in the runtime just as the scheduler would make it; the fair turn, and
+//   anything else, goes through the scheduler. Primitives register a waiter
+//   under their lock, release the lock and park; the waiter's state word,
+//   settled in the after_switch action, makes sure a waker never resumes a
+//   fiber that has not finished switching out (lib/sched/park.hpp).
 #include "sched/scheduler.hpp"
 
 #include <signal.h>
@@ -396,30 +401,81 @@ void scheduler::worker_loop(worker& w) {
   }
 }
 
-// execute: runs f on w's processor until it switches out, then performs what
-// it asked for. User code runs outside the runtime (busy clear), so the
-// monitor may take the processor meanwhile; execute then finds out in
-// enter_runtime and carries on without it.
+// execute: runs f on w's processor until a fiber switches back to the
+// scheduler (f, or one reached from f by direct switches), then performs
+// what that fiber asked for. User code runs outside the runtime (busy
+// clear), so the monitor may take the processor meanwhile; execute then
+// finds out in enter_runtime and carries on without it.
 void scheduler::execute(worker& w, fiber* f) noexcept {
-  processor& p = *w.proc;
+  begin_run(w, *w.proc, *f);
+  leave_runtime(w);
+  fiber& out = run_fiber(w, *f);
+  publish_resume_sp(out);
+  if (w.proc != nullptr && !enter_runtime(w)) lose_processor(w);
+  after_run(w, out);
+}
+
+// begin_run: f becomes p's running fiber; in the runtime.
+void scheduler::begin_run(worker& w, processor& p, fiber& f) noexcept {
   p.switches.store(p.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  p.running_fiber_id.store(f->id, std::memory_order_relaxed);
-  p.running_spawn_site.store(f->spawn_site, std::memory_order_relaxed);
+  p.running_fiber_id.store(f.id, std::memory_order_relaxed);
+  p.running_spawn_site.store(f.spawn_site, std::memory_order_relaxed);
   if (p.preempt_requested.load(std::memory_order_relaxed) != 0) {
     p.preempt_requested.store(0, std::memory_order_relaxed);
   }
-  mark_running(*f);
-  w.current = f;
+  mark_running(f);
+  w.current = &f;
   prefetch_next(p);
-  leave_runtime(w);
-  run_fiber(w, *f);
-  publish_resume_sp(*f);
-  if (w.proc != nullptr && !enter_runtime(w)) lose_processor(w);
+}
+
+// after_run: `out` has switched out; performs its after-switch step.
+void scheduler::after_run(worker& w, fiber& out) noexcept {
   w.current = nullptr;
-  mark_stopped(*f);
+  mark_stopped(out);
   const after_switch_fn action = w.after_switch;
   w.after_switch = nullptr;
-  action(w, f, w.after_switch_arg);
+  action(w, &out, w.after_switch_arg);
+}
+
+fiber* take_direct_successor(worker& w) noexcept { return scheduler::get().direct_successor(w); }
+
+void settle_direct_switch(worker& w, fiber& out, fiber& next) noexcept {
+  scheduler::get().settle_direct_switch(w, out, next);
+}
+
+// direct_successor: a switching-out fiber's successor, when local_work would
+// pick it without the scheduler's loop: runnext within its slice, else the
+// ring's head. Not on the fair turn (every global_check_period-th pick: the
+// loop and the global queue must be polled from the scheduler's stack), nor
+// on an inactive processor, nor while exiting. On success the caller is in
+// the runtime (busy set) until settle_direct_switch leaves it.
+fiber* scheduler::direct_successor(worker& w) noexcept {
+  if (w.proc == nullptr || randomize_scheduler()) return nullptr;
+  processor& p = *w.proc;
+  if (!enter_runtime(w)) return nullptr;  // handed off meanwhile: the scheduler path copes
+  fiber* next = nullptr;
+  if ((p.schedtick + 1) % global_check_period != 0 && is_active(p) &&
+      !exiting.load(std::memory_order_relaxed)) {
+    if (p.runnext.load(std::memory_order_relaxed) != nullptr) {
+      next = take_runnext(p);  // nullptr once the slice is used up: the scheduler decides
+    } else if ((next = p.ring.pop()) != nullptr) {
+      start_slice(p, next);
+    }
+  }
+  if (next == nullptr) {
+    leave_runtime(w);
+    return nullptr;
+  }
+  ++p.schedtick;
+  if (!next->context) build_first_frame(*next);
+  return next;
+}
+
+void scheduler::settle_direct_switch(worker& w, fiber& out, fiber& next) noexcept {
+  publish_resume_sp(out);
+  after_run(w, out);
+  begin_run(w, *w.proc, next);
+  leave_runtime(w);
 }
 
 // prefetch_next: while the current fiber runs, starts loading the saved

@@ -71,6 +71,10 @@ class scheduler {
   // Called from fiber_exited.
   void fiber_finished(worker& w, fiber* f) noexcept;
 
+  // direct_successor / settle_direct_switch: switch_out's fiber-to-fiber path.
+  fiber* direct_successor(worker& w) noexcept;
+  void settle_direct_switch(worker& w, fiber& out, fiber& next) noexcept;
+
   // blocking_begin / blocking_end: spindle::blocking() (handoff.cpp).
   void blocking_begin() noexcept;
   void blocking_end() noexcept;
@@ -96,6 +100,8 @@ class scheduler {
   void evacuate(processor& p) noexcept;
   void adapt_spin(worker& w, std::chrono::steady_clock::duration slept) noexcept;
   void execute(worker& w, fiber* f) noexcept;
+  void begin_run(worker& w, processor& p, fiber& f) noexcept;
+  void after_run(worker& w, fiber& out) noexcept;
   static void prefetch_next(processor& p) noexcept;
   static void publish_resume_sp(fiber& f) noexcept;
 
