@@ -175,6 +175,40 @@ TEST_CASE("yield lets other fibers run") {
   spindle::yield();  // from a plain thread: yields the thread
 }
 
+// A pair handing a message back and forth readies each other into runnext
+// and switches to it directly; the slice and the fair turn must still let a
+// queued fiber and a due timer run (on one processor, nothing else would).
+TEST_CASE("a ping-pong pair leaves queued fibers and timers their turn") {
+  std::atomic<bool> queued_ran{false}, timer_fired{false};
+  auto both_ran_meanwhile = std::async(std::launch::async, [&] {
+    return spindle::go([&] {
+             spindle::chan<int> ping(0), pong(0);
+             auto partner = spindle::go([&] {
+               for (int v : ping) pong.send(int(v));
+             });
+             auto queued = spindle::go([&] { queued_ran = true; });
+             auto sleeper = spindle::go([&] {
+               spindle::sleep_for(1ms);
+               timer_fired = true;
+             });
+             const auto give_up = std::chrono::steady_clock::now() + 20s;
+             while (!(queued_ran && timer_fired) && std::chrono::steady_clock::now() < give_up) {
+               ping.send(1);
+               pong.recv();
+             }
+             const bool both = queued_ran && timer_fired;  // before the pair stops
+             ping.close();
+             partner.join();
+             queued.join();
+             sleeper.join();
+             return both;
+           })
+        .join();
+  });
+  REQUIRE(ready_within(both_ran_meanwhile));
+  CHECK(both_ran_meanwhile.get());
+}
+
 TEST_CASE("100,000 fibers alive at once") {
   constexpr int count = spindle_test::many_fibers(100'000);
   std::atomic<int> started{0};
