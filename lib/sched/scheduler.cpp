@@ -437,6 +437,15 @@ void scheduler::after_run(worker& w, fiber& out) noexcept {
   action(w, &out, w.after_switch_arg);
 }
 
+// has_run: whether f has switched out at least once, so its frames are
+// built. Reads only resume_sp: the balancer may hand a peeked fiber to
+// another processor, which may be running it meanwhile.
+namespace {
+bool has_run(const fiber& f) noexcept {
+  return f.resume_sp.load(std::memory_order_relaxed) != nullptr;
+}
+}  // namespace
+
 fiber* take_direct_successor(worker& w) noexcept { return scheduler::get().direct_successor(w); }
 
 void settle_direct_switch(worker& w, fiber& out, fiber& next) noexcept {
@@ -447,8 +456,11 @@ void settle_direct_switch(worker& w, fiber& out, fiber& next) noexcept {
 // pick it without the scheduler's loop: runnext within its slice, else the
 // ring's head. Not on the fair turn (every global_check_period-th pick: the
 // loop and the global queue must be polled from the scheduler's stack), nor
-// on an inactive processor, nor while exiting. On success the caller is in
-// the runtime (busy set) until settle_direct_switch leaves it.
+// on an inactive processor, nor while exiting; nor a fiber whose first frame
+// is not built yet, since the switching-out fiber may hold a primitive's lock
+// and building it touches a stack page the kernel may not have yet. On
+// success the caller is in the runtime (busy set) until settle_direct_switch
+// leaves it.
 fiber* scheduler::direct_successor(worker& w) noexcept {
   if (w.proc == nullptr || randomize_scheduler()) return nullptr;
   processor& p = *w.proc;
@@ -456,10 +468,10 @@ fiber* scheduler::direct_successor(worker& w) noexcept {
   fiber* next = nullptr;
   if ((p.schedtick + 1) % global_check_period != 0 && is_active(p) &&
       !exiting.load(std::memory_order_relaxed)) {
-    if (p.runnext.load(std::memory_order_relaxed) != nullptr) {
-      next = take_runnext(p);  // nullptr once the slice is used up: the scheduler decides
-    } else if ((next = p.ring.pop()) != nullptr) {
-      start_slice(p, next);
+    if (fiber* r = p.runnext.load(std::memory_order_relaxed)) {
+      if (r->context) next = take_runnext(p);  // nullptr once the slice is used up
+    } else if (const fiber* head = p.ring.peek(0); head != nullptr && has_run(*head)) {
+      if ((next = p.ring.pop()) != nullptr) start_slice(p, next);  // the head, unless balanced away
     }
   }
   if (next == nullptr) {
@@ -467,7 +479,7 @@ fiber* scheduler::direct_successor(worker& w) noexcept {
     return nullptr;
   }
   ++p.schedtick;
-  if (!next->context) build_first_frame(*next);
+  if (!next->context) build_first_frame(*next);  // the balancer took the head meanwhile
   return next;
 }
 
