@@ -410,7 +410,6 @@ void scheduler::execute(worker& w, fiber* f) noexcept {
   begin_run(w, *w.proc, *f);
   leave_runtime(w);
   fiber& out = run_fiber(w, *f);
-  publish_resume_sp(out);
   if (w.proc != nullptr && !enter_runtime(w)) lose_processor(w);
   after_run(w, out);
 }
@@ -428,8 +427,10 @@ void scheduler::begin_run(worker& w, processor& p, fiber& f) noexcept {
   prefetch_next(p);
 }
 
-// after_run: `out` has switched out; performs its after-switch step.
+// after_run: `out` has switched out; publishes where it stopped and
+// performs its after-switch step.
 void scheduler::after_run(worker& w, fiber& out) noexcept {
+  publish_resume_sp(out);
   w.current = nullptr;
   mark_stopped(out);
   const after_switch_fn action = w.after_switch;
@@ -437,10 +438,10 @@ void scheduler::after_run(worker& w, fiber& out) noexcept {
   action(w, &out, w.after_switch_arg);
 }
 
+namespace {
 // has_run: whether f has switched out at least once, so its frames are
 // built. Reads only resume_sp: the balancer may hand a peeked fiber to
 // another processor, which may be running it meanwhile.
-namespace {
 bool has_run(const fiber& f) noexcept {
   return f.resume_sp.load(std::memory_order_relaxed) != nullptr;
 }
@@ -464,6 +465,9 @@ void settle_direct_switch(worker& w, fiber& out, fiber& next) noexcept {
 fiber* scheduler::direct_successor(worker& w) noexcept {
   if (w.proc == nullptr || randomize_scheduler()) return nullptr;
   processor& p = *w.proc;
+  if (p.runnext.load(std::memory_order_relaxed) == nullptr && p.ring.size() == 0) {
+    return nullptr;  // nothing queued: the scheduler goes idle, no need to enter the runtime twice
+  }
   if (!enter_runtime(w)) return nullptr;  // handed off meanwhile: the scheduler path copes
   fiber* next = nullptr;
   if ((p.schedtick + 1) % global_check_period != 0 && is_active(p) &&
@@ -484,7 +488,6 @@ fiber* scheduler::direct_successor(worker& w) noexcept {
 }
 
 void scheduler::settle_direct_switch(worker& w, fiber& out, fiber& next) noexcept {
-  publish_resume_sp(out);
   after_run(w, out);
   begin_run(w, *w.proc, next);
   leave_runtime(w);
