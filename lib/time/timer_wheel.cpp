@@ -34,6 +34,9 @@ void timer_wheel::place(std::int64_t slot, timer_entry* e) {
   e->ring_index = i;
   e->heap_index = records.size();
   records.push_back({e->deadline_ns, e->sequence, e});
+  slot_bounds& b = bounds_[i];
+  b.earliest = std::min(b.earliest, e->deadline_ns);
+  b.latest = std::max(b.latest, e->deadline_ns);
   occupied_[i / 64] |= std::uint64_t{1} << (i % 64);
   ++ring_size_;
 }
@@ -50,7 +53,13 @@ void timer_wheel::remove(timer_entry* e) noexcept {
     records[e->heap_index] = last;
     last.entry->heap_index = e->heap_index;
   }
-  if (records.empty()) occupied_[e->ring_index / 64] &= ~(std::uint64_t{1} << (e->ring_index % 64));
+  slot_bounds& b = bounds_[e->ring_index];
+  if (records.empty()) {
+    occupied_[e->ring_index / 64] &= ~(std::uint64_t{1} << (e->ring_index % 64));
+    b = slot_bounds{};
+  } else if (e->deadline_ns == b.earliest || e->deadline_ns == b.latest) {
+    b.stale = true;
+  }
   --ring_size_;
   e->heap_index = timer_entry::not_queued;
 }
@@ -71,7 +80,9 @@ void timer_wheel::take_due(std::int64_t now_ns, std::vector<timer_entry*>& out) 
   }
   // The slot under way (the cursor's) holds deadlines on both sides of now.
   const auto current = static_cast<std::uint32_t>(cursor_) & mask;
-  if (occupied(current)) take_due_in_slot(current, now_ns, due_);
+  if (occupied(current) && bounds(current).earliest <= now_ns) {
+    take_due_in_slot(current, now_ns, due_);
+  }
   if (due_.empty()) return;
   const auto by_deadline = [](const record& a, const record& b) {
     return earlier(a.deadline_ns, a.sequence, b.deadline_ns, b.sequence);
@@ -93,11 +104,13 @@ void timer_wheel::take_slot(std::uint32_t i, std::vector<record>& due) {
   ring_size_ -= records.size();
   records.clear();
   occupied_[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+  clear_bounds(i);
 }
 
 // take_due_in_slot: moves the records of slot i due at now_ns to `due`.
 void timer_wheel::take_due_in_slot(std::uint32_t i, std::int64_t now_ns, std::vector<record>& due) {
   std::vector<record>& records = ring_[i];
+  slot_bounds kept_bounds;
   std::size_t kept = 0;
   for (const record& r : records) {
     if (r.deadline_ns <= now_ns) {
@@ -106,11 +119,26 @@ void timer_wheel::take_due_in_slot(std::uint32_t i, std::int64_t now_ns, std::ve
     } else {
       r.entry->heap_index = kept;
       records[kept++] = r;
+      kept_bounds.earliest = std::min(kept_bounds.earliest, r.deadline_ns);
+      kept_bounds.latest = std::max(kept_bounds.latest, r.deadline_ns);
     }
   }
   ring_size_ -= records.size() - kept;
   records.resize(kept);
+  bounds_[i] = kept_bounds;
   if (kept == 0) occupied_[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+}
+
+const timer_wheel::slot_bounds& timer_wheel::bounds(std::uint32_t i) const noexcept {
+  slot_bounds& b = bounds_[i];
+  if (b.stale) {
+    b = slot_bounds{};
+    for (const record& r : ring_[i]) {
+      b.earliest = std::min(b.earliest, r.deadline_ns);
+      b.latest = std::max(b.latest, r.deadline_ns);
+    }
+  }
+  return b;
 }
 
 // refill_from_overflow: the cursor moved, so overflow entries may now be due
@@ -142,17 +170,15 @@ std::uint32_t timer_wheel::next_occupied() const noexcept {
 }
 
 std::int64_t timer_wheel::earliest() const noexcept {
-  if (ring_size_ != 0) {
-    std::int64_t first = INT64_MAX;
-    for (const record& r : ring_[next_occupied()]) first = std::min(first, r.deadline_ns);
-    return first;
-  }
+  if (ring_size_ != 0) return bounds(next_occupied()).earliest;
   if (const timer_entry* e = overflow_.top()) return e->deadline_ns;
   return INT64_MAX;
 }
 
 // wake_time: the overflow heap starts slot_count slots past the ring's
 // first slot, far beyond any slack, so only ring slots can join the first.
+// A slot wholly within the slack counts by its latest deadline; only one
+// that straddles the limit has its records looked at.
 std::int64_t timer_wheel::wake_time(std::int64_t slack_ns) const noexcept {
   const std::int64_t first = earliest();
   if (ring_size_ == 0) return first;
@@ -163,8 +189,15 @@ std::int64_t timer_wheel::wake_time(std::int64_t slack_ns) const noexcept {
       std::min(slot_of(limit), cursor_ + static_cast<std::int64_t>(slot_count) - 1);
   std::int64_t wake = first;
   for (std::int64_t slot = start_slot; slot <= last_slot; ++slot) {
-    for (const record& r : ring_[static_cast<std::uint32_t>(slot) & mask]) {
-      if (r.deadline_ns <= limit) wake = std::max(wake, r.deadline_ns);
+    const auto i = static_cast<std::uint32_t>(slot) & mask;
+    if (!occupied(i)) continue;
+    const slot_bounds& b = bounds(i);
+    if (b.latest <= limit) {
+      wake = std::max(wake, b.latest);
+    } else if (b.earliest <= limit) {
+      for (const record& r : ring_[i]) {
+        if (r.deadline_ns <= limit) wake = std::max(wake, r.deadline_ns);
+      }
     }
   }
   return wake;

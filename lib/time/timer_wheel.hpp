@@ -15,6 +15,13 @@
 // every deadline up to its slot's end instead split such a group whenever it
 // straddled a boundary, and never let two groups merge.
 //
+// Each slot also keeps the earliest and latest deadline among its records,
+// so earliest(), wake_time() and a poll that finds the slot under way not yet
+// due look at those two numbers instead of every record: a loop asks after
+// every wake-up and every periodic poll, and a slot may hold thousands of
+// records. A removal that takes away a slot's earliest or latest record only
+// marks the bounds stale; the next question recomputes them.
+//
 // Why a wheel: entries live on parked fibers' stacks, all over memory. A
 // heap of 100,000 timers walks nine levels per push or pop and writes the
 // index of every entry it moves, a cache miss apiece; here a push appends a
@@ -60,6 +67,13 @@ class timer_wheel {
     std::uint64_t sequence;
     timer_entry* entry;
   };
+  // slot_bounds: the earliest and latest deadline in a slot (empty: max, min);
+  // stale after a removal took one of them away.
+  struct slot_bounds {
+    std::int64_t earliest = INT64_MAX;
+    std::int64_t latest = INT64_MIN;
+    bool stale = false;
+  };
   static constexpr std::uint32_t mask = slot_count - 1;
   static constexpr std::uint32_t words = slot_count / 64;
 
@@ -73,6 +87,9 @@ class timer_wheel {
   bool occupied(std::uint32_t ring_index) const noexcept {
     return (occupied_[ring_index / 64] >> (ring_index % 64) & 1) != 0;
   }
+  // bounds: slot i's bounds, recomputed first if stale.
+  const slot_bounds& bounds(std::uint32_t ring_index) const noexcept;
+  void clear_bounds(std::uint32_t ring_index) noexcept { bounds_[ring_index] = slot_bounds{}; }
   void refill_from_overflow(std::int64_t due_slot, std::vector<record>& due);
   // next_occupied: the ring index of the first occupied slot at or after the
   // cursor, in ring order; slot_count if none.
@@ -81,7 +98,8 @@ class timer_wheel {
   const std::int64_t slot_ns_;
   std::int64_t cursor_;  // slot index: every slot before it has fired
   std::array<std::vector<record>, slot_count> ring_;
-  std::array<std::uint64_t, words> occupied_{};  // bit i: ring_[i] is not empty
+  mutable std::array<slot_bounds, slot_count> bounds_{};  // recomputed lazily by bounds()
+  std::array<std::uint64_t, words> occupied_{};          // bit i: ring_[i] is not empty
   std::size_t ring_size_ = 0;
   timer_heap overflow_;  // entries whose slot is at or after cursor_ + slot_count
   std::uint64_t next_sequence_ = 0;

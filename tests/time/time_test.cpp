@@ -8,6 +8,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <set>
 #include <spindle/spindle.hpp>
 #include <thread>
 #include <vector>
@@ -340,6 +341,53 @@ TEST_CASE("timer wheel: removal from a slot and from the overflow heap") {
   CHECK(out[1] == &entries[3]);
   CHECK(out[2] == &entries[5]);
   CHECK(wheel.size() == 0);
+}
+
+// The earliest deadline and the wake time, worked out from every pending
+// deadline, as timer_wheel.hpp defines them.
+std::pair<std::int64_t, std::int64_t> reference_wake(const std::set<timer_entry*>& pending,
+                                                     std::int64_t slack) {
+  std::int64_t first = INT64_MAX;
+  for (const timer_entry* e : pending) first = std::min(first, e->deadline_ns);
+  if (first == INT64_MAX) return {first, first};
+  std::int64_t wake = first;
+  for (const timer_entry* e : pending) {
+    if (e->deadline_ns <= first + slack) wake = std::max(wake, e->deadline_ns);
+  }
+  return {first, wake};
+}
+
+TEST_CASE("timer wheel: earliest and wake time stay exact through pushes, removals and firing") {
+  std::mt19937_64 rng(11);
+  std::int64_t now = 3'000'000'000;
+  timer_wheel wheel(slot_ns, now);
+  std::vector<timer_entry> entries(300);
+  std::set<timer_entry*> pending;
+  std::vector<timer_entry*> out;
+  for (int step = 0; step < 40'000; ++step) {
+    timer_entry& e = entries[rng() % entries.size()];
+    const unsigned action = static_cast<unsigned>(rng() % 8);
+    if (pending.count(&e) == 0 && action < 4) {  // few distinct deadlines: ties are common
+      e.deadline_ns = now + static_cast<std::int64_t>(rng() % 40) * slot_ns / 8;
+      wheel.push(&e);
+      pending.insert(&e);
+    } else if (pending.count(&e) != 0 && action < 6) {
+      wheel.remove(&e);
+      pending.erase(&e);
+    } else if (action == 7) {
+      now += static_cast<std::int64_t>(rng() % slot_ns);
+      out.clear();
+      wheel.take_due(now, out);
+      for (timer_entry* fired : out) {
+        CHECK(fired->deadline_ns <= now);
+        CHECK(pending.erase(fired) == 1);
+      }
+    }
+    const auto [first, wake] = reference_wake(pending, slot_ns);
+    REQUIRE(wheel.earliest() == first);
+    REQUIRE(wheel.wake_time(slot_ns) == wake);
+    REQUIRE(wheel.size() == pending.size());
+  }
 }
 
 TEST_CASE("timer wheel: a timer set after a long idle gap still fires on time") {
