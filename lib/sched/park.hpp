@@ -112,13 +112,6 @@ class waiter {
   bool park_then(void (*then)(void* arg), void* arg,
                  std::chrono::steady_clock::time_point deadline =
                      std::chrono::steady_clock::time_point::max()) noexcept;
-  // sleep_until: parks until `deadline` with nobody to wake it (a plain
-  // sleep). The deadline was just computed to be ahead: unlike park_until,
-  // no clock read checks whether it passed already (the timer fires at once
-  // if it did). For a fiber only.
-  void sleep_until(std::chrono::steady_clock::time_point deadline) noexcept {
-    block_fiber(nullptr, nullptr, deadline);
-  }
   // wake: makes the parked owner runnable. Only after a successful try_claim().
   void wake() noexcept;
 

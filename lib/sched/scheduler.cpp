@@ -130,6 +130,7 @@ namespace {
 
 constexpr std::uint32_t global_check_period = 61;
 constexpr std::int64_t slice_ns = 2'000'000;  // runnext chains share at most one slice
+constexpr std::uint32_t slice_clock_period = 8;  // take_runnext reads the clock this often
 constexpr std::uint32_t max_global_batch = 128;
 constexpr std::size_t offload_batch = 32;  // take_readied splits larger batches
 
@@ -498,11 +499,13 @@ void scheduler::settle_direct_switch(worker& w, fiber& out, fiber& next) noexcep
 // one after it (whose resume_sp the next call reads). A fiber woken by a
 // timer or I/O long after it parked finds those lines, and their pages' TLB
 // entries, cold: in the timers workload the first load from a resumed stack
-// was a fifth of the CPU time.
+// was a fifth of the CPU time. A head already prefetched (a ping-pong pair
+// runs through runnext while the ring waits) is not loaded again.
 void scheduler::prefetch_next(processor& p) noexcept {
-  if (fiber* after_next = p.ring.peek(1)) __builtin_prefetch(after_next);
   fiber* next = p.ring.peek(0);
-  if (next == nullptr) return;
+  if (next == nullptr || next == p.prefetched) return;
+  p.prefetched = next;
+  if (fiber* after_next = p.ring.peek(1)) __builtin_prefetch(after_next);
   const char* sp = static_cast<const char*>(next->resume_sp.load(std::memory_order_relaxed));
   if (sp == nullptr) return;
   for (int line = 0; line < 8; ++line) __builtin_prefetch(sp + 64 * line);
@@ -563,15 +566,21 @@ fiber* scheduler::fair_turn(processor& p) noexcept {
 // take_runnext: the runnext fiber, if the current time slice has time left.
 // A fiber readied into runnext inherits its waker's slice (Go's inheritTime),
 // so a chain of spawns and joins, or a ping-pong pair, runs as a unit without
-// touching the ring; once the slice is used up, the ring gets its turn.
+// touching the ring; once the slice is used up, the ring gets its turn. The
+// clock is read at the slice's first runnext take and every
+// slice_clock_period-th after it: a ping-pong pair takes runnext every
+// switch, and the coarse clock moves only once a tick (1-4 ms) anyway.
 fiber* scheduler::take_runnext(processor& p) noexcept {
   fiber* f = p.runnext.load(std::memory_order_relaxed);
-  if (f == nullptr) return nullptr;
-  const std::int64_t now = coarse_now_ns();
-  if (p.slice_start_ns < 0) {
-    p.slice_start_ns = now;
-  } else if (now - p.slice_start_ns >= slice_ns) {
-    return nullptr;
+  if (f == nullptr || p.slice_used_up) return nullptr;
+  if (p.slice_runnext_takes++ % slice_clock_period == 0) {
+    const std::int64_t now = coarse_now_ns();
+    if (p.slice_start_ns < 0) {
+      p.slice_start_ns = now;
+    } else if (now - p.slice_start_ns >= slice_ns) {
+      p.slice_used_up = true;
+      return nullptr;
+    }
   }
   p.runnext.store(nullptr, std::memory_order_relaxed);
   return f;
@@ -579,6 +588,8 @@ fiber* scheduler::take_runnext(processor& p) noexcept {
 
 fiber* scheduler::start_slice(processor& p, fiber* f) noexcept {
   p.slice_start_ns = -1;  // read the clock only if runnext is used in this slice
+  p.slice_runnext_takes = 0;
+  p.slice_used_up = false;
   return f;
 }
 

@@ -12,6 +12,7 @@
 
 #include "io/event_loop.hpp"
 #include "sched/park.hpp"
+#include "sched/scheduler.hpp"
 #include "spindle/error.hpp"
 #include "spindle/go.hpp"
 #include "spindle/time.hpp"
@@ -94,15 +95,53 @@ void sleep_until_steady(steady_time deadline) {
   sleep_until_ahead(deadline);
 }
 
+namespace {
+
+// sleep_record: a sleeping fiber's timer, on its stack. A sleep has no
+// waker but its timer, and the timer is armed only after the fiber has
+// switched out (arm_sleep, its after-switch step), so firing can never
+// overtake the switch: the fire readies the fiber directly, with none of
+// the waiter's park protocol (park.hpp) that a primitive's wakers need.
+struct sleep_record {
+  timer_entry entry;  // first member: fire() gets &entry
+  fiber* sleeper;
+};
+
+void fire_sleep(timer_entry* e) noexcept {
+  scheduler::get().ready(reinterpret_cast<sleep_record*>(e)->sleeper, true);
+}
+
+// arm_sleep: on the worker, once the sleeper has switched out; on this
+// processor's loop, or, if the processor was handed off meanwhile, on the
+// loop a plain thread would use. A sleep until the end of time arms nothing.
+void arm_sleep(worker& w, fiber*, void* record) {
+  auto* sleep = static_cast<sleep_record*>(record);
+  if (sleep->entry.deadline_ns == INT64_MAX) return;
+  if (w.proc != nullptr) {
+    w.proc->loop->add_timer(&sleep->entry, true);
+  } else {
+    event_loop::current().add_timer(&sleep->entry);
+  }
+}
+
+}  // namespace
+
 // sleep_until_ahead: sleep_until for a deadline just computed to be ahead
-// (sleep_for's now + d): no second clock read to check it.
+// (sleep_for's now + d): no second clock read to check it (a timer already
+// due fires at the loop's next poll).
 void sleep_until_ahead(steady_time deadline) {
-  waiter self;
-  if (!self.is_fiber()) {
+  fiber* self = scheduler::running_fiber();
+  if (self == nullptr) {
     std::this_thread::sleep_until(deadline);
     return;
   }
-  self.sleep_until(deadline);
+  sleep_record sleep;
+  sleep.entry.deadline_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+  sleep.entry.fire = fire_sleep;
+  sleep.sleeper = self;
+  scheduler::get().park(arm_sleep, &sleep);
+  event_loop::await_fired(&sleep.entry);  // fire() may still be returning on the loop's thread
 }
 
 }  // namespace detail
