@@ -129,7 +129,7 @@ namespace spindle::detail {
 namespace {
 
 constexpr std::uint32_t global_check_period = 61;
-constexpr std::int64_t slice_ns = 2'000'000;  // runnext chains share at most one slice
+constexpr std::int64_t slice_ns = 2'000'000;     // runnext chains share at most one slice
 constexpr std::uint32_t slice_clock_period = 8;  // take_runnext reads the clock this often
 constexpr std::uint32_t max_global_batch = 128;
 constexpr std::size_t offload_batch = 32;  // take_readied splits larger batches

@@ -99,7 +99,7 @@ class timer_wheel {
   std::int64_t cursor_;  // slot index: every slot before it has fired
   std::array<std::vector<record>, slot_count> ring_;
   mutable std::array<slot_bounds, slot_count> bounds_{};  // recomputed lazily by bounds()
-  std::array<std::uint64_t, words> occupied_{};          // bit i: ring_[i] is not empty
+  std::array<std::uint64_t, words> occupied_{};           // bit i: ring_[i] is not empty
   std::size_t ring_size_ = 0;
   timer_heap overflow_;  // entries whose slot is at or after cursor_ + slot_count
   std::uint64_t next_sequence_ = 0;
