@@ -268,9 +268,12 @@ bool scheduler::hand_off(processor& p, std::uint64_t observed, bool hog) {
   return true;
 }
 
+// poke_monitor: wakes the monitor, asleep on its futex or, lazy, on its
+// timerfd (monitor.cpp, "The lazy monitor").
 void scheduler::poke_monitor() noexcept {
-  monitor_word_.store(1, std::memory_order_release);
+  monitor_word_.store(1, std::memory_order_seq_cst);
   futex_wake(monitor_word_, 1);
+  if (monitor_lazy_.load(std::memory_order_seq_cst)) fire_monitor_timer();
 }
 
 // blocking_begin: the running fiber is about to block its thread. If fibers

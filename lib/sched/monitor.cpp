@@ -55,7 +55,30 @@
 // to wake up wakes it (wait_for_work). Processors that sleep and wake often
 // (timers, I/O) keep it on its ordinary, backed-off ticks instead, so their
 // wake-ups do not each wake the monitor too.
+//
+// The lazy monitor. Once backed off to 10 ms, the monitor's own wake-up is
+// most of its cost: on a virtual machine a thread woken after 10 ms idle
+// costs 40-70 us of CPU time, more than the tick itself by far. So while
+// backed off it sleeps on a timerfd set for one interval after the last
+// tick, and a worker that runs out of work once the tick is due (one woken
+// by a timer or I/O, say, on its way back to sleep) runs the tick in its
+// stead (tick_for_monitor), then sets the timerfd one interval further:
+// re-arming does not wake the monitor. It ticks then, not as it wakes, so
+// its own ring is empty: the balancer would otherwise see the burst a wake-up
+// just queued as a backlog to spread. Ticks come as
+// often as before (a worker runs them up to 2 ms early), so a processor that
+// gets stuck is seen as soon as before; if no worker wakes up in time (one is
+// stuck, or all sleep), the timerfd wakes the monitor. A tick a worker runs
+// that acts (a handoff, a move, a compaction) or finds a stalled processor
+// still within its threshold pokes the monitor, which then ticks at its
+// eager pace. tick_mutex_ serialises ticks, so the tick's state (watches,
+// the balancer's memory, the thread-creation tokens) has one owner at a
+// time. Pokes set monitor_word_ and, when the monitor is lazy, fire the
+// timerfd; each side stores, then loads the other's word (seq_cst), so a
+// poke is never lost between the monitor's decision and its sleep, and a
+// worker that re-arms the timerfd re-fires it if a poke came meanwhile.
 #include <sys/prctl.h>
+#include <sys/timerfd.h>
 #include <time.h>
 
 #include <algorithm>
@@ -65,6 +88,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <cstring>
@@ -91,6 +116,9 @@ constexpr int quiet_ticks_before_backoff = 50;
 
 constexpr std::int64_t min_stall_tick_ns = 50'000;
 
+// The lazy monitor: a worker runs a tick this much before it falls due.
+constexpr std::int64_t lazy_tick_early_ns = 2'000'000;
+
 // Compaction (step 3).
 constexpr std::int64_t load_window_ns = 10'000'000;
 constexpr int quiet_windows_before_deactivating = 5;
@@ -109,7 +137,7 @@ struct load_watch {
 
 load_watch& load(std::size_t procs) {
   static auto* watch = new load_watch{0, 0, 0, 0, std::vector<std::uint32_t>(procs)};
-  return *watch;  // the monitor thread only; never destroyed (see watches())
+  return *watch;  // the tick only (tick_mutex_); never destroyed (see watches())
 }
 
 std::int64_t process_cpu_ns() noexcept {
@@ -129,7 +157,7 @@ struct stall_watch {
 // watches: the monitor's memory of every processor. Never destroyed (the
 // monitor thread outlives static destruction at exit), like the scheduler.
 std::vector<stall_watch>& watches(std::size_t procs) {
-  static auto* all = new std::vector<stall_watch>(procs);  // the monitor thread only
+  static auto* all = new std::vector<stall_watch>(procs);  // the tick only (tick_mutex_)
   return *all;
 }
 
@@ -180,19 +208,30 @@ bool scheduler::all_idle() const noexcept {
 
 void scheduler::wake_monitor() noexcept {
   monitor_asleep_.store(0, std::memory_order_relaxed);
-  monitor_word_.store(1, std::memory_order_release);
-  futex_wake(monitor_word_, 1);
+  poke_monitor();
 }
+
+void scheduler::arm_monitor_timer(std::int64_t at_ns) noexcept {
+  const itimerspec spec{
+      {0, 0},
+      {static_cast<time_t>(at_ns / 1'000'000'000), static_cast<long>(at_ns % 1'000'000'000)}};
+  timerfd_settime(monitor_timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
+// fire_monitor_timer: expires the timerfd now (1 ns on the clock is long
+// past; 0 would disarm it).
+void scheduler::fire_monitor_timer() noexcept { arm_monitor_timer(1); }
 
 void scheduler::monitor_loop() {
   pthread_setname_np(pthread_self(), "spindle-monitor");
-  prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: keep short ticks short
+  prctl(PR_SET_TIMERSLACK, 1000UL);                                  // 1 us: keep short ticks short
+  monitor_timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);  // -1: never lazy
   microseconds interval = options_.balance_interval;
   int quiet_ticks = 0;
-  auto next_safety_net = std::chrono::steady_clock::now() + safety_net_period;
   std::int64_t next_stall_check_ns = INT64_MAX;
   std::uint64_t wakes_seen = 0;
   std::int64_t woken_seen_ns = 0;  // when the monitor last saw wakes_ change
+  std::int64_t last_tick_ns = steady_now_ns();
   for (;;) {
     // Deep sleep only once no worker woke up for a whole backed-off tick: a
     // program that wakes every millisecond or so (timers, I/O) keeps the
@@ -215,23 +254,80 @@ void scheduler::monitor_loop() {
     }
     const std::int64_t interval_ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count();
-    const std::int64_t until_stall_check = next_stall_check_ns - steady_now_ns();
-    wait_for_tick(monitor_word_, std::clamp(until_stall_check, min_stall_tick_ns, interval_ns));
+    const bool lazy =
+        interval == max_interval && next_stall_check_ns == INT64_MAX && monitor_timer_fd_ >= 0;
+    bool poked = false;
+    if (lazy) {
+      poked = sleep_while_workers_tick(last_tick_ns, interval_ns);
+    } else {
+      const std::int64_t until_stall_check = next_stall_check_ns - steady_now_ns();
+      wait_for_tick(monitor_word_, std::clamp(until_stall_check, min_stall_tick_ns, interval_ns));
+    }
     const std::int64_t now = steady_now_ns();
     next_stall_check_ns = INT64_MAX;
-    bool acted = retake_stuck_processors(now, next_stall_check_ns);
-    acted = balance(now) || acted;
-    acted = adjust_active(now) || acted;
-    const auto clock_now = std::chrono::steady_clock::now();
-    if (clock_now >= next_safety_net) {
-      safety_net();
-      next_safety_net = clock_now + safety_net_period;
+    bool acted;
+    {
+      std::lock_guard lock(tick_mutex_);  // a worker's tick in progress finishes first
+      monitor_lazy_.store(false, std::memory_order_relaxed);
+      acted = monitor_tick(now, next_stall_check_ns);
     }
-    quiet_ticks = acted ? 0 : quiet_ticks + 1;
+    last_tick_ns = now;
+    quiet_ticks = acted || poked ? 0 : quiet_ticks + 1;
     interval = quiet_ticks > quiet_ticks_before_backoff
                    ? std::min<microseconds>(interval * 2, max_interval)
                    : options_.balance_interval;
   }
+}
+
+// monitor_tick: steps 1-4 of the design comment. Caller holds tick_mutex_.
+bool scheduler::monitor_tick(std::int64_t now, std::int64_t& next_stall_check_ns) {
+  static std::int64_t next_safety_net_ns = 0;  // guarded by tick_mutex_
+  bool acted = retake_stuck_processors(now, next_stall_check_ns);
+  acted = balance(now) || acted;
+  acted = adjust_active(now) || acted;
+  if (now >= next_safety_net_ns) {
+    safety_net();
+    next_safety_net_ns = now + std::chrono::nanoseconds(safety_net_period).count();
+  }
+  return acted;
+}
+
+// sleep_while_workers_tick: the lazy monitor's sleep (see the design
+// comment): until one interval after the last tick, pushed back by every
+// tick a worker runs meanwhile, or until poked. Returns whether it was poked.
+bool scheduler::sleep_while_workers_tick(std::int64_t last_tick_ns, std::int64_t interval_ns) {
+  next_lazy_tick_ns_.store(last_tick_ns + interval_ns - lazy_tick_early_ns,
+                           std::memory_order_relaxed);
+  arm_monitor_timer(last_tick_ns + interval_ns);
+  monitor_lazy_.store(true, std::memory_order_seq_cst);
+  if (monitor_word_.load(std::memory_order_seq_cst) == 0) {
+    std::uint64_t expirations;
+    while (read(monitor_timer_fd_, &expirations, sizeof expirations) < 0 && errno == EINTR) {
+    }
+  }
+  return monitor_word_.exchange(0, std::memory_order_relaxed) != 0;
+}
+
+// tick_for_monitor: a worker that ran out of work runs the lazy monitor's tick
+// if it is due and no other tick runs, then pushes the monitor's own wake-up
+// one interval further. A tick that acted, or that leaves a stalled
+// processor to be looked at again before then, pokes the monitor instead.
+void scheduler::tick_for_monitor(std::int64_t now) {
+  std::unique_lock lock(tick_mutex_, std::try_to_lock);
+  if (!lock.owns_lock() || !monitor_lazy_.load(std::memory_order_relaxed) ||
+      now < next_lazy_tick_ns_.load(std::memory_order_relaxed)) {
+    return;
+  }
+  std::int64_t next_stall_check_ns = INT64_MAX;
+  const bool acted = monitor_tick(now, next_stall_check_ns);
+  worker_ticks_.fetch_add(1, std::memory_order_relaxed);
+  if (acted || next_stall_check_ns != INT64_MAX) {
+    poke_monitor();
+    return;
+  }
+  next_lazy_tick_ns_.store(now + max_interval_ns - lazy_tick_early_ns, std::memory_order_relaxed);
+  arm_monitor_timer(now + max_interval_ns);
+  if (monitor_word_.load(std::memory_order_seq_cst) != 0) fire_monitor_timer();  // a poke came
 }
 
 bool scheduler::work_waiting(processor& p) const noexcept {
@@ -303,7 +399,7 @@ bool scheduler::retake_stuck_processors(std::int64_t now, std::int64_t& next_che
 
 // report_stall: one line per spawn site, the first time (options::report_stalls).
 void scheduler::report_stall(processor& p, bool hog, std::int64_t stalled_ns) {
-  static auto* reported = new std::set<const void*>;  // the monitor thread only; never destroyed
+  static auto* reported = new std::set<const void*>;  // the tick only; never destroyed
   const void* site = p.running_spawn_site.load(std::memory_order_relaxed);
   if (!reported->insert(site).second) return;
   Dl_info info{};
@@ -383,7 +479,7 @@ bool scheduler::balance(std::int64_t now) noexcept {
 }
 
 void scheduler::safety_net() noexcept {
-  static bool stuck_last_scan = false;  // the monitor thread only
+  static bool stuck_last_scan = false;  // the tick only (tick_mutex_)
   const int active = active_.load(std::memory_order_relaxed);
   const bool everyone_asleep = nidle_.load(std::memory_order_seq_cst) == active &&
                                nsearching_.load(std::memory_order_seq_cst) == 0;

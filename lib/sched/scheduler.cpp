@@ -672,6 +672,10 @@ fiber* scheduler::spin_for_work(worker& w) {
 
 fiber* scheduler::wait_for_work(worker& w) {
   processor& p = *w.proc;
+  if (monitor_lazy_.load(std::memory_order_relaxed)) {  // the monitor sleeps: tick in its stead
+    const std::int64_t now = steady_now_ns();
+    if (now >= next_lazy_tick_ns_.load(std::memory_order_relaxed)) tick_for_monitor(now);
+  }
   if (!w.searching) {
     int none = 0;
     w.searching = nsearching_.compare_exchange_strong(none, 1);
@@ -862,6 +866,7 @@ stats scheduler::snapshot() const noexcept {
   s.worker_sleeps = sleeps_.load(std::memory_order_relaxed);
   s.worker_wakes = wakes_.load(std::memory_order_relaxed);
   s.safety_net_wakes = safety_net_wakes_.load(std::memory_order_relaxed);
+  s.worker_ticks = worker_ticks_.load(std::memory_order_relaxed);
   s.handoffs = handoffs_.load(std::memory_order_relaxed);
   s.blocked_handoffs = blocked_handoffs_.load(std::memory_order_relaxed);
   s.hog_handoffs = hog_handoffs_.load(std::memory_order_relaxed);

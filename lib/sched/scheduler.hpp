@@ -125,6 +125,11 @@ class scheduler {
 
   // The monitor thread (monitor.cpp).
   void monitor_loop();
+  bool monitor_tick(std::int64_t now, std::int64_t& next_stall_check_ns);
+  bool sleep_while_workers_tick(std::int64_t last_tick_ns, std::int64_t interval_ns);
+  void tick_for_monitor(std::int64_t now);
+  void arm_monitor_timer(std::int64_t at_ns) noexcept;
+  void fire_monitor_timer() noexcept;
   bool balance(std::int64_t now) noexcept;
   void safety_net() noexcept;
   void wake_monitor() noexcept;
@@ -167,27 +172,35 @@ class scheduler {
   std::atomic<int> hogs_running_{0};              // workers that lost their processor as hogs
   std::atomic<bool> stall_suspected_{false};      // some processor looked stuck at the last tick
   std::atomic<int> pushes_in_flight_{0};          // global pushes before their wake decision
-  bool thread_limit_reported_ = false;            // monitor only
-  bool thread_refusal_reported_ = false;          // monitor only: pthread_create failed
-  double thread_tokens_ = 0;                      // monitor only: the thread-creation rate limit
-  std::int64_t tokens_refilled_ns_ = 0;           // monitor only
+  // The monitor's tick only (tick_mutex_):
+  bool thread_limit_reported_ = false;
+  bool thread_refusal_reported_ = false;  // pthread_create failed
+  double thread_tokens_ = 0;              // the thread-creation rate limit
+  std::int64_t tokens_refilled_ns_ = 0;
 
   spinlock idle_lock_;
   std::vector<processor*> idle_;  // guarded by idle_lock_; sorted, lowest index last
   std::atomic<int> nidle_{0};     // written under idle_lock_
   const int cpus_;                // available_cpus() at start
   std::atomic<int> nsearching_{0};
-  std::atomic<int> active_{0};  // written under idle_lock_, by the monitor only
+  std::atomic<int> active_{0};  // written under idle_lock_, by the monitor's tick only
 
   std::thread monitor_;
   std::atomic<std::uint32_t> monitor_word_{0};  // futex the monitor deep-sleeps on
   std::atomic<std::uint32_t> monitor_asleep_{0};
+  // The lazy monitor (monitor.cpp): while monitor_lazy_, the monitor thread
+  // sleeps on monitor_timer_fd_ and a worker that wakes up at or after
+  // next_lazy_tick_ns_ runs the tick; tick_mutex_ serialises ticks.
+  int monitor_timer_fd_ = -1;
+  std::atomic<bool> monitor_lazy_{false};
+  std::atomic<std::int64_t> next_lazy_tick_ns_{INT64_MAX};
+  std::mutex tick_mutex_;
 
   std::atomic<std::uint64_t> next_fiber_id_{1};
   std::atomic<std::uint64_t> exited_{0}, balancer_moves_{0}, contention_holds_{0}, offloads_{0},
       sleeps_{0}, wakes_{0}, safety_net_wakes_{0}, compactions_{0}, handoffs_{0},
       blocked_handoffs_{0}, hog_handoffs_{0}, threads_alive_{0}, threads_peak_{0},
-      threads_created_{0}, threads_retired_{0};
+      threads_created_{0}, threads_retired_{0}, worker_ticks_{0};
 };
 
 }  // namespace spindle::detail

@@ -49,6 +49,45 @@ TEST_CASE("a fiber blocked in a raw nanosleep does not stall timer fibers behind
   CHECK(spindle::runtime_stats().blocked_handoffs > before);
 }
 
+TEST_CASE("while workers tick for the sleeping monitor, stuck processors are still handed off") {
+  // A fiber that sleeps 1 ms at a time keeps a worker waking up; once the
+  // monitor has backed off it sleeps on its timer and that worker runs its
+  // ticks (monitor.cpp, "The lazy monitor"; counted in worker_ticks). Then
+  // that fiber sets blockers off on every processor: no worker runs a tick
+  // any more, nothing is queued from outside (a global push would poke the
+  // monitor), and only the monitor's own timer can wake it to hand the
+  // processors off, so that the fiber's next sleeps end while they block.
+  enum outcome { ran_while_blocked, never_lazy, ran_after_blockers };
+  std::atomic<bool> blocker_done{false};
+  spindle::chan<int> start(0);
+  std::vector<spindle::handle<void>> blockers;
+  for (std::size_t i = 0; i < procs(); ++i) {
+    blockers.push_back(spindle::go([&blocker_done, start]() mutable {
+      start.recv();
+      raw_sleep(1500ms);
+      blocker_done = true;
+    }));
+  }
+  const auto handoffs_before = spindle::runtime_stats().blocked_handoffs;
+  auto ticker = spindle::go([&blocker_done, start]() mutable {
+    const auto ticks_before = spindle::runtime_stats().worker_ticks;
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    while (spindle::runtime_stats().worker_ticks == ticks_before) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        start.close();
+        return never_lazy;
+      }
+      spindle::sleep_for(1ms);
+    }
+    start.close();
+    for (int i = 0; i < 20; ++i) spindle::sleep_for(1ms);
+    return blocker_done.load() ? ran_after_blockers : ran_while_blocked;
+  });
+  CHECK(ticker.join() == ran_while_blocked);
+  for (auto& b : blockers) b.join();
+  CHECK(spindle::runtime_stats().blocked_handoffs > handoffs_before);
+}
+
 TEST_CASE("a spinning fiber does not stall timer fibers behind it") {
   const auto before = spindle::runtime_stats().handoffs;
   std::atomic<bool> stop{false};
