@@ -224,8 +224,7 @@ void scheduler::fire_monitor_timer() noexcept { arm_monitor_timer(1); }
 
 void scheduler::monitor_loop() {
   pthread_setname_np(pthread_self(), "spindle-monitor");
-  prctl(PR_SET_TIMERSLACK, 1000UL);                                  // 1 us: keep short ticks short
-  monitor_timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);  // -1: never lazy
+  prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: keep short ticks short
   microseconds interval = options_.balance_interval;
   int quiet_ticks = 0;
   std::int64_t next_stall_check_ns = INT64_MAX;

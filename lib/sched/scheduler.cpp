@@ -108,6 +108,7 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/timerfd.h>
 #include <time.h>
 
 #include <algorithm>
@@ -224,6 +225,9 @@ event_loop& scheduler::current_loop() const noexcept {
 
 void scheduler::start_workers() {
   for (auto& p : processors_) start_thread(*add_worker(p.get()));
+  // The lazy monitor's timer (monitor.cpp); made here, before first use
+  // returns, so the runtime's descriptors are all open once it has started.
+  monitor_timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);  // -1: never lazy
   monitor_ = std::thread([this] { monitor_loop(); });
   monitor_.detach();
 }
