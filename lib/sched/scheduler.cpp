@@ -224,10 +224,11 @@ event_loop& scheduler::current_loop() const noexcept {
 }
 
 void scheduler::start_workers() {
-  for (auto& p : processors_) start_thread(*add_worker(p.get()));
-  // The lazy monitor's timer (monitor.cpp); made here, before first use
-  // returns, so the runtime's descriptors are all open once it has started.
+  // The lazy monitor's timer (monitor.cpp); made before any thread that uses
+  // it starts, and before first use returns, so the runtime's descriptors
+  // are all open once it has started.
   monitor_timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);  // -1: never lazy
+  for (auto& p : processors_) start_thread(*add_worker(p.get()));
   monitor_ = std::thread([this] { monitor_loop(); });
   monitor_.detach();
 }
