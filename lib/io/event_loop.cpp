@@ -207,6 +207,14 @@ void event_loop::add_timer(timer_entry* e, bool by_owner) noexcept {
   rearm_locked(e, e->deadline_ns, by_owner);
 }
 
+void event_loop::add_timer_after_switch(worker& w, timer_entry* e) noexcept {
+  if (w.proc != nullptr) {
+    w.proc->loop->add_timer(e, true);
+  } else {
+    current().add_timer(e);
+  }
+}
+
 bool event_loop::rearm_timer(timer_entry* e, std::int64_t deadline_ns) noexcept {
   event_loop& home = *e->home;
   std::lock_guard lock(home.timer_lock_);

@@ -13,6 +13,8 @@
 
 namespace spindle::detail {
 
+struct worker;
+
 struct fiber;
 
 // loop_request: work for a loop's owner. Owned by the submitter, which must
@@ -46,6 +48,10 @@ class event_loop {
   // in the scheduler (it sets the timerfd before it next blocks).
   void add_timer(timer_entry* e) noexcept;
   void add_timer(timer_entry* e, bool by_owner) noexcept;
+  // add_timer_after_switch: arms e from worker w's after-switch step: on
+  // its processor's loop or, if w lost the processor meanwhile (a
+  // handoff), on the loop a plain thread would use.
+  static void add_timer_after_switch(worker& w, timer_entry* e) noexcept;
   // rearm_timer: re-arms e on the loop it last ran on, unless e was
   // cancelled meanwhile (for periodic timers re-arming themselves from
   // fire()). Returns whether it re-armed.

@@ -218,6 +218,13 @@ void scheduler::arm_monitor_timer(std::int64_t at_ns) noexcept {
   timerfd_settime(monitor_timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
+// plan_lazy_tick: the next tick falls due at due_ns: workers may run it
+// from lazy_tick_early_ns before, and the timerfd wakes the monitor at it.
+void scheduler::plan_lazy_tick(std::int64_t due_ns) noexcept {
+  next_lazy_tick_ns_.store(due_ns - lazy_tick_early_ns, std::memory_order_relaxed);
+  arm_monitor_timer(due_ns);
+}
+
 // fire_monitor_timer: expires the timerfd now (1 ns on the clock is long
 // past; 0 would disarm it).
 void scheduler::fire_monitor_timer() noexcept { arm_monitor_timer(1); }
@@ -295,9 +302,7 @@ bool scheduler::monitor_tick(std::int64_t now, std::int64_t& next_stall_check_ns
 // comment): until one interval after the last tick, pushed back by every
 // tick a worker runs meanwhile, or until poked. Returns whether it was poked.
 bool scheduler::sleep_while_workers_tick(std::int64_t last_tick_ns, std::int64_t interval_ns) {
-  next_lazy_tick_ns_.store(last_tick_ns + interval_ns - lazy_tick_early_ns,
-                           std::memory_order_relaxed);
-  arm_monitor_timer(last_tick_ns + interval_ns);
+  plan_lazy_tick(last_tick_ns + interval_ns);
   monitor_lazy_.store(true, std::memory_order_seq_cst);
   if (monitor_word_.load(std::memory_order_seq_cst) == 0) {
     std::uint64_t expirations;
@@ -324,8 +329,7 @@ void scheduler::tick_for_monitor(std::int64_t now) {
     poke_monitor();
     return;
   }
-  next_lazy_tick_ns_.store(now + max_interval_ns - lazy_tick_early_ns, std::memory_order_relaxed);
-  arm_monitor_timer(now + max_interval_ns);
+  plan_lazy_tick(now + max_interval_ns);
   if (monitor_word_.load(std::memory_order_seq_cst) != 0) fire_monitor_timer();  // a poke came
 }
 

@@ -110,13 +110,7 @@ void waiter::settle_after_switch(worker&, fiber* f, void* self) {
 void waiter::finish_park(worker& w, fiber* f, void* record) {
   auto* park = static_cast<timed_park*>(record);
   if (park->then != nullptr) park->then(park->then_arg);
-  if (park->entry.deadline_ns != INT64_MAX) {
-    if (w.proc != nullptr) {
-      w.proc->loop->add_timer(&park->entry, true);
-    } else {
-      event_loop::current().add_timer(&park->entry);
-    }
-  }
+  if (park->entry.deadline_ns != INT64_MAX) event_loop::add_timer_after_switch(w, &park->entry);
   if (park->parked->settle()) scheduler::get().ready(f, true);
 }
 

@@ -129,6 +129,7 @@ class scheduler {
   bool sleep_while_workers_tick(std::int64_t last_tick_ns, std::int64_t interval_ns);
   void tick_for_monitor(std::int64_t now);
   void arm_monitor_timer(std::int64_t at_ns) noexcept;
+  void plan_lazy_tick(std::int64_t due_ns) noexcept;
   void fire_monitor_timer() noexcept;
   bool balance(std::int64_t now) noexcept;
   void safety_net() noexcept;

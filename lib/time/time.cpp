@@ -111,17 +111,11 @@ void fire_sleep(timer_entry* e) noexcept {
   scheduler::get().ready(reinterpret_cast<sleep_record*>(e)->sleeper, true);
 }
 
-// arm_sleep: on the worker, once the sleeper has switched out; on this
-// processor's loop, or, if the processor was handed off meanwhile, on the
-// loop a plain thread would use. A sleep until the end of time arms nothing.
+// arm_sleep: on the worker, once the sleeper has switched out. A sleep
+// until the end of time arms nothing.
 void arm_sleep(worker& w, fiber*, void* record) {
   auto* sleep = static_cast<sleep_record*>(record);
-  if (sleep->entry.deadline_ns == INT64_MAX) return;
-  if (w.proc != nullptr) {
-    w.proc->loop->add_timer(&sleep->entry, true);
-  } else {
-    event_loop::current().add_timer(&sleep->entry);
-  }
+  if (sleep->entry.deadline_ns != INT64_MAX) event_loop::add_timer_after_switch(w, &sleep->entry);
 }
 
 }  // namespace
