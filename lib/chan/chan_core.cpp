@@ -29,15 +29,20 @@
 //     B1. lock the channel; poll: complete now if a partner or buffered
 //         element is there (then unlock, wake the partner if any, return);
 //     B2. otherwise set op.owner to a waiter on this stack, link op into recvq;
-//     B3. waiter::park_until(lock, deadline): unlock, then switch out (a
+//     B3. untimed, from a fiber: waiter::park_holding(lock): switch out
+//         still holding the lock, which the parker's worker releases once
+//         the fiber's context is saved (Go's park_m with its unlockf). Only
+//         wakers holding the lock find op, so they find the fiber parked:
+//         the claim needs no CAS and the wake readies it at once. The lock
+//         is held for the switch only (tens of ns on a direct switch), and
+//         no fiber of the parker's processor runs before it is released.
+//         Otherwise (a deadline, or a plain thread):
+//         waiter::park_until(lock, deadline): unlock, then switch out (a
 //         plain thread sleeps on a futex word). No waker can see op before
 //         B2. A waker may claim and wake the owner while its fiber is still
 //         switching out: the waiter's state word (lib/sched/park.hpp) then
 //         has the parker's own worker ready the fiber once its context is
-//         saved, so the lock is never held across a switch and nobody spins
-//         on it while a parker switches out. (Go holds the lock across the
-//         switch, in park_m's unlockf; its switch to g0 is cheaper than ours.)
-//         A deadline's timer is armed by the parker's worker after the
+//         saved. A deadline's timer is armed by the parker's worker after the
 //         switch, before it settles the state word, and wakes like any
 //         waker (claim, then wake through the state word): it never
 //         resumes the fiber before the worker is done with its park.
@@ -232,13 +237,24 @@ struct alignas(64) single_op {
     op.slot = slot;
     op.is_send = is_send;
   }
-  waiter& park_as() noexcept {
-    op.owner = ::new (static_cast<void*>(self)) waiter;
-    return *op.owner;
+  // park: B2-B4 for this operation, with c's lock held; false when the
+  // deadline passed first (the op is unlinked then). Untimed, the fiber
+  // keeps the lock until it has switched out (waiter::park_holding).
+  bool park(channel& c, time_point deadline) noexcept {
+    waiter& self = *(op.owner = ::new (static_cast<void*>(waiter_storage)) waiter);
+    c.enqueue(op);
+    if (deadline == time_point::max()) {
+      self.park_holding(c.lock());
+      return true;
+    }
+    if (self.park_until(c.lock(), deadline)) return true;
+    std::lock_guard guard(c.lock());
+    c.dequeue(op);
+    return false;
   }
 
   chan_op op;
-  alignas(waiter) unsigned char self[sizeof(waiter)];
+  alignas(waiter) unsigned char waiter_storage[sizeof(waiter)];
 };
 static_assert(sizeof(single_op) == 64);
 static_assert(std::is_trivially_destructible_v<waiter>);
@@ -266,13 +282,7 @@ op_status chan_core::send(void* value, bool blocking, time_point deadline) {
     c.lock().unlock();
     return op_status::would_block;
   }
-  waiter& self = single.park_as();
-  c.enqueue(op);
-  if (!self.park_until(c.lock(), deadline)) {
-    std::lock_guard guard(c.lock());
-    c.dequeue(op);
-    return op_status::timed_out;
-  }
+  if (!single.park(c, deadline)) return op_status::timed_out;
   if (op.status == op_status::closed) raise_send_on_closed();
   return op_status::done;
 }
@@ -289,13 +299,7 @@ op_status chan_core::recv(void* slot, bool blocking, time_point deadline) noexce
     if (partner) partner->wake();
     return status;
   }
-  waiter& self = single.park_as();
-  c.enqueue(op);
-  if (!self.park_until(c.lock(), deadline)) {
-    std::lock_guard guard(c.lock());
-    c.dequeue(op);
-    return op_status::timed_out;
-  }
+  if (!single.park(c, deadline)) return op_status::timed_out;
   return op.status;
 }
 

@@ -5,8 +5,9 @@
 // costs when they all pass messages through one primitive: a fanout of 1,000
 // receivers on one channel took 150-350 us a round spread over two processors
 // against 60 us on one, the processors spinning for the channel's lock and
-// trading its cache lines. A spinlock is never held across a switch, so
-// waiting for a primitive's lock (processor::lock_wait_ns) means fibers on
+// trading its cache lines. A lock held across a switch is released before
+// the processor's next fiber continues (waiter::park_holding), so waiting
+// for a primitive's lock (processor::lock_wait_ns) means fibers on
 // different processors share it. Some waiting is the normal price of
 // parallel work; a processor that spends a tenth of its time waiting is
 // mostly passing a lock around (spread, the fanout spent a third of its CPU

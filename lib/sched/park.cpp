@@ -1,8 +1,10 @@
 // lib/sched/park.cpp: waiter; the protocol is in park.hpp.
 //
-// A fiber's untimed wait_until (the common case: park(lock)), inline in
-// park.hpp, only settles the state word after the switch
-// (settle_after_switch). Every other fiber park goes through block_fiber,
+// A fiber's park_holding (an untimed channel operation) switches out with
+// the primitive's lock held and only releases it after the switch
+// (release_after_switch): no state word. A fiber's untimed wait_until
+// (park(lock)), inline in park.hpp, only settles the state word after the
+// switch (settle_after_switch). Every other fiber park goes through block_fiber,
 // whose after-switch step (finish_park, run by the worker once the fiber's
 // context is saved) does, in this order:
 //   1. run the park_then step `then` (submitting an I/O request, say), if any;
@@ -104,6 +106,21 @@ void waiter::settle_after_switch(worker&, fiber* f, void* self) {
   if (static_cast<waiter*>(self)->settle()) scheduler::get().ready(f, true);
 }
 
+void waiter::park_holding(spinlock_ref lock) noexcept {
+  if (fiber_ == nullptr) {
+    park(lock);
+    return;
+  }
+  claim_.store(held, std::memory_order_relaxed);  // under the lock: no waker reads it yet
+  switch_out(release_after_switch, &lock.word());
+}
+
+// release_after_switch: a held park's after-switch step; the fiber's context
+// is saved, and the release makes it visible to the waker that takes the lock.
+void waiter::release_after_switch(worker&, fiber*, void* lock_word) {
+  spinlock_ref(*static_cast<std::atomic<std::uint32_t>*>(lock_word)).unlock();
+}
+
 // finish_park: on the worker, in the scheduler. A worker that still holds
 // its processor owns that processor's loop; one that lost it (a handoff)
 // arms the timer like a plain thread.
@@ -168,6 +185,10 @@ bool waiter::block_thread_until(steady::time_point deadline) noexcept {
 
 void waiter::wake() noexcept {
   if (fiber* f = fiber_) {
+    if (claim_.load(std::memory_order_relaxed) == held) {  // parked: its worker released the lock
+      scheduler::get().ready(f, true);
+      return;
+    }
     for (int spins = 0; spins < settle_spins && state_.load(std::memory_order_relaxed) == parking;
          ++spins) {
       cpu_relax();

@@ -1,9 +1,11 @@
 // lib/sched/spinlock.hpp: the short lock that guards run-queue and primitive state.
 //
 // Critical sections under a spinlock are a handful of pointer writes; none
-// blocks or allocates, and none spans a context switch (a parking fiber
-// releases its primitive's lock before it switches out, see
-// lib/sched/park.hpp): holders never sleep, so spinning beats sleeping.
+// blocks or allocates, and only one spans a context switch: a fiber parking
+// on a channel with no deadline keeps the channel's lock until it has
+// switched out, and its worker releases it at once, before the next fiber
+// continues (waiter::park_holding, lib/sched/park.hpp). Holders never
+// sleep, so spinning beats sleeping.
 // After a short spin the
 // waiting thread yields its CPU, so a holder preempted by the kernel is not
 // starved by the spinners.
@@ -54,7 +56,8 @@ void lock_contended(spinlock_ref lock) noexcept;
 
 // primitive_lock_ref: the lock of a fiber-level primitive (a channel, a
 // mutex's wait queue...). A spinlock_ref that times its contended
-// acquisitions: a spinlock is never held across a switch, so waiting for
+// acquisitions: a lock held across a switch is released before the
+// processor's next fiber continues (park_holding), so waiting for
 // one means fibers on different processors share it, and a processor that
 // spends much of its time waiting is one the balancer stops spreading
 // (monitor.cpp, step 2). The uncontended path reads no clock.

@@ -211,3 +211,58 @@ TEST_CASE("timed receives and selects racing a sender") {
   CHECK(sum == long{values} * (values + 1) / 2);
   CHECK(parked_receivers(c) == 0);
 }
+
+// One receive queue holds, at once, fibers parked holding the channel's lock
+// (untimed receives: their wakers need no claim), selects and timed receives
+// (which wakers must claim), and plain threads. Senders on fibers and a
+// thread hand each value to whichever is first; close then wakes the
+// untimed receivers still parked. Every value arrives exactly once.
+TEST_CASE("untimed receives, selects, timed receives and threads share one queue") {
+  using namespace std::chrono_literals;
+  constexpr int per_sender = 3000, fiber_senders = 2;
+  constexpr long values = long{per_sender} * (fiber_senders + 1);
+  spindle::chan<int> c(0);
+  spindle::chan<int> never(0);  // a select's second case that never fires
+  std::atomic<long> received{0}, sum{0};
+  auto count = [&](int v) {
+    sum += v;
+    ++received;
+  };
+  auto untimed = [&, c]() mutable {
+    while (std::optional<int> v = c.recv()) count(*v);
+  };
+  auto selecting = [&, c, never]() mutable {
+    for (bool open = true; open;) {
+      spindle::select(spindle::recv(c,
+                                    [&](std::optional<int> v) {
+                                      if (v) count(*v);
+                                      open = v.has_value();
+                                    }),
+                      spindle::recv(never, [](std::optional<int>) {}));
+    }
+  };
+  auto timed = [&, c]() mutable {
+    while (!c.closed() || c.size() != 0) {
+      if (std::optional<int> v = c.recv_for(50us)) count(*v);
+    }
+  };
+  std::vector<spindle::handle<void>> fibers;
+  for (int i = 0; i < 3; ++i) fibers.push_back(spindle::go(untimed));
+  fibers.push_back(spindle::go(selecting));
+  fibers.push_back(spindle::go(timed));
+  std::thread thread_receiver(untimed);
+  auto send_all = [c](int base) mutable {
+    for (int i = 1; i <= per_sender; ++i) c.send(base + i);
+  };
+  std::vector<spindle::handle<void>> senders;
+  for (int s = 0; s < fiber_senders; ++s) senders.push_back(spindle::go(send_all, s * per_sender));
+  std::thread thread_sender(send_all, fiber_senders * per_sender);
+  for (auto& s : senders) s.join();
+  thread_sender.join();
+  c.close();
+  for (auto& f : fibers) f.join();
+  thread_receiver.join();
+  CHECK(received == values);
+  CHECK(sum == values * (values + 1) / 2);
+  CHECK(parked_receivers(c) == 0);
+}
