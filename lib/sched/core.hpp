@@ -81,8 +81,8 @@ struct alignas(128) processor {
   std::vector<fiber*> readied;  // owner only: fibers the last poll made runnable
 
   // Owner-only scheduling state.
-  std::uint32_t schedtick = 0;       // fibers started; drives the 1-in-61 global check
-  std::int64_t slice_start_ns = -1;  // coarse clock at the slice's first runnext run; -1: not yet
+  std::uint32_t schedtick = 0;            // fibers started; drives the 1-in-61 global check
+  std::int64_t slice_start_ns = -1;       // coarse clock at the slice's first read; -1: none yet
   std::uint32_t slice_runnext_takes = 0;  // runnext fibers run in this slice (take_runnext)
   bool slice_used_up = false;             // the slice's time ran out: no more runnext
   std::uint64_t random_state = 0;

@@ -572,13 +572,14 @@ fiber* scheduler::fair_turn(processor& p) noexcept {
 // A fiber readied into runnext inherits its waker's slice (Go's inheritTime),
 // so a chain of spawns and joins, or a ping-pong pair, runs as a unit without
 // touching the ring; once the slice is used up, the ring gets its turn. The
-// clock is read at the slice's first runnext take and every
-// slice_clock_period-th after it: a ping-pong pair takes runnext every
-// switch, and the coarse clock moves only once a tick (1-4 ms) anyway.
+// clock is read at every slice_clock_period-th runnext take of the slice,
+// the first read starting its 2 ms: a ping-pong pair takes runnext every
+// switch, and the coarse clock moves only once a tick (1-4 ms) anyway; a
+// slice of a few takes (an idle_cpu round trip has two) reads no clock.
 fiber* scheduler::take_runnext(processor& p) noexcept {
   fiber* f = p.runnext.load(std::memory_order_relaxed);
   if (f == nullptr || p.slice_used_up) return nullptr;
-  if (p.slice_runnext_takes++ % slice_clock_period == 0) {
+  if (++p.slice_runnext_takes % slice_clock_period == 0) {
     const std::int64_t now = coarse_now_ns();
     if (p.slice_start_ns < 0) {
       p.slice_start_ns = now;
