@@ -79,6 +79,7 @@
 #include "chan/chan_core.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <new>
 #include <type_traits>
@@ -190,17 +191,24 @@ void channel::destroy_buffered() noexcept {
 
 namespace {
 
-// Layout of one allocation: the channel, then the ring buffer.
+// Layout of one allocation: padding up to the channel's alignment, the
+// channel, then the ring buffer. The channel starts a cache line (its first
+// line's fields: chan_core.hpp). Aligned operator new would do the padding
+// too, but glibc's aligned allocation is several times slower than malloc,
+// and ping_pong allocates a channel per round trip (it cost a third there).
+constexpr std::size_t cache_line = 64;
+
 struct layout {
-  std::size_t buffer_offset;
-  std::size_t bytes;
-  std::align_val_t align;
+  std::size_t align;          // of the channel
+  std::size_t buffer_offset;  // from the channel
+  std::size_t bytes;          // to allocate, padding included
 };
 
 layout layout_for(std::size_t capacity, const elem_ops& ops) noexcept {
-  std::size_t offset = (sizeof(channel) + ops.align - 1) / ops.align * ops.align;
-  return {offset, offset + capacity * ops.size,
-          std::align_val_t(std::max(alignof(channel), ops.align))};
+  const std::size_t align = std::max({cache_line, alignof(channel), ops.align});
+  const std::size_t offset = (sizeof(channel) + ops.align - 1) / ops.align * ops.align;
+  const std::size_t padding = align - __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  return {align, offset, padding + offset + capacity * ops.size};
 }
 
 }  // namespace
@@ -209,9 +217,11 @@ chan_core* chan_core::create(std::size_t capacity, const elem_ops& ops) {
   if (ops.size != 0 && capacity > (static_cast<std::size_t>(-1) / 2) / ops.size) {
     throw std::bad_alloc();
   }
-  layout l = layout_for(capacity, ops);
-  auto* memory = static_cast<unsigned char*>(::operator new(l.bytes, l.align));
-  return ::new (memory) channel(capacity, ops, memory + l.buffer_offset);
+  const layout l = layout_for(capacity, ops);
+  void* allocation = ::operator new(l.bytes);
+  const auto address = reinterpret_cast<std::uintptr_t>(allocation);
+  auto* memory = reinterpret_cast<unsigned char*>((address + l.align - 1) & ~(l.align - 1));
+  return ::new (memory) channel(capacity, ops, memory + l.buffer_offset, allocation);
 }
 
 void chan_core::retain() noexcept { channel::of(this).retain(); }
@@ -220,9 +230,9 @@ void chan_core::release() noexcept {
   channel& c = channel::of(this);
   if (!c.release()) return;
   c.destroy_buffered();
-  layout l = layout_for(c.capacity(), c.ops());
+  void* allocation = c.allocation();
   c.~channel();
-  ::operator delete(static_cast<void*>(&c), l.align);
+  ::operator delete(allocation);
 }
 
 namespace {

@@ -43,8 +43,15 @@ class channel final : public chan_core {
   static channel& of(chan_core* c) noexcept { return static_cast<channel&>(*c); }
   static const channel& of(const chan_core* c) noexcept { return static_cast<const channel&>(*c); }
 
-  channel(std::size_t capacity, const elem_ops& ops, unsigned char* buffer) noexcept
-      : ops_(ops), capacity_(capacity), buffer_(buffer) {}
+  channel(std::size_t capacity, const elem_ops& ops, unsigned char* buffer,
+          void* allocation) noexcept
+      : capacity_(capacity), ops_(ops), buffer_(buffer), allocation_(allocation) {
+    // Members are laid out in declaration order: lock_ and closed_ share
+    // the first 8 bytes, then count_, capacity_, ops_, recvq_, sendq_.
+    static_assert(sizeof(primitive_lock) + sizeof(std::atomic<bool>) <= 8 &&
+                      8 + 3 * sizeof(void*) + 2 * sizeof(op_queue) <= 64,
+                  "an operation's fields must share the channel's first cache line");
+  }
 
   // The locked steps. Each requires lock_ held. A step that completes a
   // parked partner returns the partner's waiter through `partner`; the caller
@@ -68,6 +75,7 @@ class channel final : public chan_core {
 
   primitive_lock& lock() noexcept { return lock_; }
   const elem_ops& ops() const noexcept { return ops_; }
+  void* allocation() const noexcept { return allocation_; }  // what chan_core::create allocated
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   bool release() noexcept { return refs_.fetch_sub(1, std::memory_order_acq_rel) == 1; }
   void destroy_buffered() noexcept;
@@ -93,8 +101,12 @@ class channel final : public chan_core {
     return index + 1 == capacity_ ? 0 : index + 1;
   }
 
-  // The first cache line holds everything an operation writes under lock_;
-  // the second what it only reads, and the reference count.
+  // The first cache line (the channel is allocated 64-byte aligned) holds
+  // everything an operation that does not touch the buffer reads or writes:
+  // a handoff to a parked partner, a park, a failed try. In idle_cpu every
+  // operation is one of those, on a line cold since the pair's last round
+  // (straddling two lines, it cost a second miss). The buffer's indices, its
+  // address and the reference count are on the second line.
   primitive_lock lock_;
   std::atomic<bool> closed_{false};  // written under lock_; read unlocked by closed()
   // Guarded by lock_. Invariants (Go's chan.go):
@@ -104,14 +116,15 @@ class channel final : public chan_core {
   // (Unclaimable entries, left by a select that won elsewhere or an operation
   // that timed out, may linger until their owner or a waker unlinks them.)
   std::atomic<std::size_t> count_{0};  // atomic only so size() may read it unlocked
-  std::size_t recvx_ = 0;              // next slot to receive from
-  std::size_t sendx_ = 0;              // next slot to send into
+  const std::size_t capacity_;
+  const elem_ops& ops_;
   op_queue recvq_;
   op_queue sendq_;
 
-  const elem_ops& ops_;
-  const std::size_t capacity_;
+  std::size_t recvx_ = 0;        // next slot to receive from
+  std::size_t sendx_ = 0;        // next slot to send into
   unsigned char* const buffer_;  // capacity_ slots of ops_.size bytes
+  void* const allocation_;       // the channel's allocation: padding, the channel, the buffer
   std::atomic<std::size_t> refs_{1};
 };
 

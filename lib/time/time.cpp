@@ -102,10 +102,13 @@ namespace {
 // switched out (arm_sleep, its after-switch step), so firing can never
 // overtake the switch: the fire readies the fiber directly, with none of
 // the waiter's park protocol (park.hpp) that a primitive's wakers need.
-struct sleep_record {
+// One cache line: firing it touches the entry and the sleeper, a line gone
+// cold while the fiber slept.
+struct alignas(64) sleep_record {
   timer_entry entry;  // first member: fire() gets &entry
   fiber* sleeper;
 };
+static_assert(sizeof(sleep_record) == 64);
 
 void fire_sleep(timer_entry* e) noexcept {
   scheduler::get().ready(reinterpret_cast<sleep_record*>(e)->sleeper, true);

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <numeric>
 #include <spindle/spindle.hpp>
@@ -100,6 +101,30 @@ TEST_CASE("move-only values") {
   REQUIRE(q);  // a failed try_send leaves the value with the caller
   CHECK(*q == 6);
   CHECK(**buffered.recv() == 5);
+}
+
+namespace {
+// over_aligned: an element type aligned beyond the allocator's default and
+// beyond a cache line; every object it constructs counts a misplacement.
+struct alignas(256) over_aligned {
+  static inline std::atomic<int> misplaced{0};
+  int value;
+  explicit over_aligned(int v) noexcept : value(v) { check(); }
+  over_aligned(over_aligned&& o) noexcept : value(o.value) { check(); }
+  void check() const noexcept {
+    if (reinterpret_cast<std::uintptr_t>(this) % alignof(over_aligned) != 0) ++misplaced;
+  }
+};
+}  // namespace
+
+TEST_CASE("over-aligned values keep their alignment in the buffer") {
+  std::vector<spindle::chan<over_aligned>> chans;
+  for (std::size_t capacity : {1, 2, 3, 7}) chans.emplace_back(capacity);  // several allocations
+  for (auto& c : chans) {
+    for (std::size_t i = 0; i < c.capacity(); ++i) CHECK(c.try_send(over_aligned(int(i))));
+    for (std::size_t i = 0; i < c.capacity(); ++i) CHECK(c.recv()->value == int(i));
+  }
+  CHECK(over_aligned::misplaced == 0);
 }
 
 TEST_CASE("range-for receives until closed and drained") {
