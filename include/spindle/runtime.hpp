@@ -116,6 +116,7 @@ struct stats {
   std::uint64_t worker_sleeps = 0;     // times a worker went to sleep on its futex
   std::uint64_t worker_wakes = 0;      // times a sleeping worker was woken
   std::uint64_t safety_net_wakes = 0;  // wakes only the monitor's scan delivered (a lost wake-up)
+  std::uint64_t monitor_ticks = 0;     // ticks the monitor thread ran itself
   std::uint64_t worker_ticks = 0;      // monitor ticks a waking worker ran while the monitor slept
   std::uint64_t stacks_reserved = 0;   // stacks carved out of slabs so far
   std::uint64_t stacks_guarded = 0;    // of which have a guard page

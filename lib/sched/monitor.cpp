@@ -77,6 +77,10 @@
 // timerfd; each side stores, then loads the other's word (seq_cst), so a
 // poke is never lost between the monitor's decision and its sleep, and a
 // worker that re-arms the timerfd re-fires it if a poke came meanwhile.
+// A program that closes or replaces descriptors it does not own (a daemon's
+// close-them-all loop) can take the timerfd away; the read then fails or
+// returns at once, and the monitor stops being lazy for good (with one
+// warning) instead of ticking in a tight loop.
 #include <sys/prctl.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -260,8 +264,8 @@ void scheduler::monitor_loop() {
     }
     const std::int64_t interval_ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count();
-    const bool lazy =
-        interval == max_interval && next_stall_check_ns == INT64_MAX && monitor_timer_fd_ >= 0;
+    const bool lazy = interval == max_interval && next_stall_check_ns == INT64_MAX &&
+                      monitor_timer_fd_ >= 0 && !monitor_timer_lost_;
     bool poked = false;
     if (lazy) {
       poked = sleep_while_workers_tick(last_tick_ns, interval_ns);
@@ -277,6 +281,7 @@ void scheduler::monitor_loop() {
       monitor_lazy_.store(false, std::memory_order_relaxed);
       acted = monitor_tick(now, next_stall_check_ns);
     }
+    monitor_ticks_.fetch_add(1, std::memory_order_relaxed);
     last_tick_ns = now;
     quiet_ticks = acted || poked ? 0 : quiet_ticks + 1;
     interval = quiet_ticks > quiet_ticks_before_backoff
@@ -304,12 +309,26 @@ bool scheduler::monitor_tick(std::int64_t now, std::int64_t& next_stall_check_ns
 bool scheduler::sleep_while_workers_tick(std::int64_t last_tick_ns, std::int64_t interval_ns) {
   plan_lazy_tick(last_tick_ns + interval_ns);
   monitor_lazy_.store(true, std::memory_order_seq_cst);
-  if (monitor_word_.load(std::memory_order_seq_cst) == 0) {
-    std::uint64_t expirations;
-    while (read(monitor_timer_fd_, &expirations, sizeof expirations) < 0 && errno == EINTR) {
-    }
+  if (monitor_word_.load(std::memory_order_seq_cst) == 0 && !await_monitor_timer()) {
+    monitor_timer_lost_ = true;
+    std::fprintf(stderr,
+                 "spindle: warning: the monitor's timer descriptor (%d) was closed or changed "
+                 "by the program; the monitor no longer sleeps on it\n",
+                 monitor_timer_fd_);
   }
   return monitor_word_.exchange(0, std::memory_order_relaxed) != 0;
+}
+
+// await_monitor_timer: blocks until the timerfd expires (or is fired);
+// false if the descriptor no longer behaves as the runtime's timerfd.
+bool scheduler::await_monitor_timer() noexcept {
+  for (;;) {
+    std::uint64_t expirations;
+    const ssize_t n = read(monitor_timer_fd_, &expirations, sizeof expirations);
+    if (n == static_cast<ssize_t>(sizeof expirations)) return true;
+    if (n < 0 && errno == EINTR) continue;
+    return false;
+  }
 }
 
 // tick_for_monitor: a worker that ran out of work runs the lazy monitor's tick

@@ -873,6 +873,7 @@ stats scheduler::snapshot() const noexcept {
   s.worker_wakes = wakes_.load(std::memory_order_relaxed);
   s.safety_net_wakes = safety_net_wakes_.load(std::memory_order_relaxed);
   s.worker_ticks = worker_ticks_.load(std::memory_order_relaxed);
+  s.monitor_ticks = monitor_ticks_.load(std::memory_order_relaxed);
   s.handoffs = handoffs_.load(std::memory_order_relaxed);
   s.blocked_handoffs = blocked_handoffs_.load(std::memory_order_relaxed);
   s.hog_handoffs = hog_handoffs_.load(std::memory_order_relaxed);

@@ -127,6 +127,7 @@ class scheduler {
   void monitor_loop();
   bool monitor_tick(std::int64_t now, std::int64_t& next_stall_check_ns);
   bool sleep_while_workers_tick(std::int64_t last_tick_ns, std::int64_t interval_ns);
+  bool await_monitor_timer() noexcept;
   void tick_for_monitor(std::int64_t now);
   void arm_monitor_timer(std::int64_t at_ns) noexcept;
   void plan_lazy_tick(std::int64_t due_ns) noexcept;
@@ -193,6 +194,7 @@ class scheduler {
   // sleeps on monitor_timer_fd_ and a worker that wakes up at or after
   // next_lazy_tick_ns_ runs the tick; tick_mutex_ serialises ticks.
   int monitor_timer_fd_ = -1;
+  bool monitor_timer_lost_ = false;  // monitor thread only: the timerfd stopped working
   std::atomic<bool> monitor_lazy_{false};
   std::atomic<std::int64_t> next_lazy_tick_ns_{INT64_MAX};
   std::mutex tick_mutex_;
@@ -201,7 +203,7 @@ class scheduler {
   std::atomic<std::uint64_t> exited_{0}, balancer_moves_{0}, contention_holds_{0}, offloads_{0},
       sleeps_{0}, wakes_{0}, safety_net_wakes_{0}, compactions_{0}, handoffs_{0},
       blocked_handoffs_{0}, hog_handoffs_{0}, threads_alive_{0}, threads_peak_{0},
-      threads_created_{0}, threads_retired_{0}, worker_ticks_{0};
+      threads_created_{0}, threads_retired_{0}, worker_ticks_{0}, monitor_ticks_{0};
 };
 
 }  // namespace spindle::detail
