@@ -112,6 +112,10 @@ GB_SUFFIX = re.compile(
     r"min_time:[0-9.e+-]+s?|min_warmup_time:[0-9.e+-]+s?)$")
 # A spread (max - min) above this fraction of the median is flagged as wide.
 WIDE = 0.25
+# Workloads measured only with every repetition in a fresh process, whatever
+# the mode: parked_memory's resident-memory delta is near zero once a first
+# repetition in the same process has left its stacks (or Go's heap) behind.
+FRESH_ONLY = {"parked_memory"}
 
 
 def log(*a):
@@ -591,16 +595,19 @@ def run_suite(args, tmp):
     go.build()
     log(f"{len(units)} workloads; spindle has {len(by_norm)} matching benchmarks")
 
+    def run_fresh(name, gows):
+        for rep in range(args.reps):
+            run_pair(lambda: spindle.run(by_norm.get(name, []), reps=1), lambda: go.run(gows, reps=1),
+                     go_first=rep % 2, prepare=lambda: prewarm(args.prewarm_gib))
+
+    shared = [(n, ws) for n, ws in units if n not in FRESH_ONLY]
     if args.no_interleave:
-        spindle.run([f for n, _ in units for f in by_norm.get(n, [])])
-        go.run([w for _, ws in units for w in ws])
-    elif args.fresh_processes:
-        for name, gows in units:
-            for rep in range(args.reps):
-                run_pair(lambda: spindle.run(by_norm.get(name, []), reps=1), lambda: go.run(gows, reps=1),
-                         go_first=rep % 2, prepare=lambda: prewarm(args.prewarm_gib))
-    else:
-        for i, (name, gows) in enumerate(units):
+        spindle.run([f for n, _ in shared for f in by_norm.get(n, [])])
+        go.run([w for _, ws in shared for w in ws])
+    for i, (name, gows) in enumerate(units):
+        if args.fresh_processes or name in FRESH_ONLY:
+            run_fresh(name, gows)
+        elif not args.no_interleave:
             run_pair(lambda: spindle.run(by_norm.get(name, [])), lambda: go.run(gows), go_first=i % 2)
 
     out = ["# spindle vs Go", ""]
@@ -616,6 +623,9 @@ def run_suite(args, tmp):
             order += f", after touching {args.prewarm_gib:g} GiB"
     else:
         order = "workload by workload, alternating which goes first"
+    fresh = sorted(n for n, _ in units if n in FRESH_ONLY)
+    if fresh and not args.fresh_processes:
+        order += f" ({', '.join(fresh)}: each repetition in a fresh process)"
     out.append(f"- {args.reps} repetitions each, {order}; "
                f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     out.append("- ratio = spindle / Go on the medians; goals from the issues that asked for each workload")
