@@ -4,9 +4,9 @@
 // the primitive's lock held and only releases it after the switch
 // (release_after_switch): no state word. A fiber's untimed wait_until
 // (park(lock)), inline in park.hpp, only settles the state word after the
-// switch (settle_after_switch). Every other fiber park goes through block_fiber,
-// whose after-switch step (finish_park, run by the worker once the fiber's
-// context is saved) does, in this order:
+// switch (settle_after_switch). Every other fiber park goes through
+// block_fiber, whose after-switch step (finish_park, run by the worker once
+// the fiber's context is saved) does, in this order:
 //   1. run the park_then step `then` (submitting an I/O request, say), if any;
 //   2. arm the deadline's timer, if any, on this worker's loop;
 //   3. settle the state word (step P of park.hpp), and ready the fiber if a

@@ -21,8 +21,8 @@
 // lock is released while the fiber still runs, so a waker on another worker
 // can claim and wake it at once (a lock held across a switch through the
 // scheduler would make that waker spin for the whole switch). The waiter's
-// state word settles who
-// makes the fiber runnable, with one exchange on each side:
+// state word settles who makes the fiber runnable, with one exchange on each
+// side:
 //
 //   state   parking (initial): the fiber runs or is switching out;
 //           parked: its context is saved, it waits for a waker;
