@@ -44,7 +44,12 @@ struct fiber {
   // resume_sp: where `context` saved the registers (the top of the parked
   // stack), published after each switch out so that the worker about to run
   // the fiber before it can prefetch those lines (scheduler::prefetch_next).
-  std::atomic<const void*> resume_sp{nullptr};
+  // Read and written only through resume_sp_of (atomically), its first
+  // store included (spawn): a worker that peeked at its ring's head may
+  // still read it after the balancer moved that fiber away, it exited and
+  // a spawn reused its record; a constructor's plain write would race with
+  // that read. (The slabs holding records are never unmapped.)
+  const void* resume_sp;
   std::uint64_t id;
   const void* spawn_site = nullptr;  // where go() was called, for diagnostics
   fiber_stack stack;                 // the fiber struct itself lives in the stack's record slot
@@ -59,11 +64,15 @@ struct fiber {
   // twice (builds with assertions only).
   std::atomic<std::uint32_t> running{0};
 };
-static_assert(sizeof(boost::context::fiber) + sizeof(std::atomic<const void*>) + 2 * 8 +
+static_assert(sizeof(boost::context::fiber) + sizeof(const void*) + 2 * 8 +
                       sizeof(fiber_stack) <=
                   64,
               "a switch's fields must share the fiber record's first cache line");
 static_assert(sizeof(fiber) <= stack_record_bytes && alignof(fiber) <= stack_record_bytes);
+
+inline std::atomic_ref<const void*> resume_sp_of(fiber& f) noexcept {
+  return std::atomic_ref<const void*>(f.resume_sp);
+}
 
 // wake reasons stored in processor::wake_word.
 enum wake_reason : std::uint32_t {

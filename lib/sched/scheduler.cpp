@@ -249,7 +249,8 @@ void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site)
     t->release();
     throw;
   }
-  fiber* f = new (stack.record) fiber{};
+  fiber* f = new (stack.record) fiber;  // not fiber{}: that would write resume_sp plainly
+  resume_sp_of(*f).store(nullptr, std::memory_order_relaxed);
   f->task = t;
   f->stack = stack;
   f->id = next_fiber_id_.fetch_add(1, std::memory_order_relaxed);
@@ -290,7 +291,7 @@ void scheduler::publish_resume_sp(fiber& f) noexcept {
   static_assert(sizeof(f.context) == sizeof(void*));
   const void* sp;
   std::memcpy(&sp, &f.context, sizeof sp);
-  f.resume_sp.store(sp, std::memory_order_relaxed);
+  resume_sp_of(f).store(sp, std::memory_order_relaxed);
 }
 
 void lock_contended(spinlock_ref lock) noexcept {
@@ -448,8 +449,8 @@ namespace {
 // has_run: whether f has switched out at least once, so its frames are
 // built. Reads only resume_sp: the balancer may hand a peeked fiber to
 // another processor, which may be running it meanwhile.
-bool has_run(const fiber& f) noexcept {
-  return f.resume_sp.load(std::memory_order_relaxed) != nullptr;
+bool has_run(fiber& f) noexcept {
+  return resume_sp_of(f).load(std::memory_order_relaxed) != nullptr;
 }
 }  // namespace
 
@@ -480,7 +481,7 @@ fiber* scheduler::direct_successor(worker& w) noexcept {
       !exiting.load(std::memory_order_relaxed)) {
     if (fiber* r = p.runnext.load(std::memory_order_relaxed)) {
       if (r->context) next = take_runnext(p);  // nullptr once the slice is used up
-    } else if (const fiber* head = p.ring.peek(0); head != nullptr && has_run(*head)) {
+    } else if (fiber* head = p.ring.peek(0); head != nullptr && has_run(*head)) {
       if ((next = p.ring.pop()) != nullptr) start_slice(p, next);  // the head, unless balanced away
     }
   }
@@ -511,7 +512,7 @@ void scheduler::prefetch_next(processor& p) noexcept {
   if (next == nullptr || next == p.prefetched) return;
   p.prefetched = next;
   if (fiber* after_next = p.ring.peek(1)) __builtin_prefetch(after_next);
-  const char* sp = static_cast<const char*>(next->resume_sp.load(std::memory_order_relaxed));
+  const char* sp = static_cast<const char*>(resume_sp_of(*next).load(std::memory_order_relaxed));
   if (sp == nullptr) return;
   for (int line = 0; line < 8; ++line) __builtin_prefetch(sp + 64 * line);
 }
