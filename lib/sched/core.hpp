@@ -64,8 +64,7 @@ struct fiber {
   // twice (builds with assertions only).
   std::atomic<std::uint32_t> running{0};
 };
-static_assert(sizeof(boost::context::fiber) + sizeof(const void*) + 2 * 8 +
-                      sizeof(fiber_stack) <=
+static_assert(sizeof(boost::context::fiber) + sizeof(const void*) + 2 * 8 + sizeof(fiber_stack) <=
                   64,
               "a switch's fields must share the fiber record's first cache line");
 static_assert(sizeof(fiber) <= stack_record_bytes && alignof(fiber) <= stack_record_bytes);
