@@ -102,6 +102,11 @@ namespace {
 // switched out (arm_sleep, its after-switch step), so firing can never
 // overtake the switch: the fire readies the fiber directly, with none of
 // the waiter's park protocol (park.hpp) that a primitive's wakers need.
+// Nobody cancels a sleep, and fire_sleep's last touch of the record is
+// reading the sleeper, so the entry frees itself (timer_heap.hpp): the loop
+// leaves it alone once fire_sleep runs, and the woken fiber returns without
+// waiting on it (no await_fired, and no second load of a line that went cold
+// again while the round's other sleepers fired and ran).
 // One cache line: firing it touches the entry and the sleeper, a line gone
 // cold while the fiber slept.
 struct alignas(64) sleep_record {
@@ -111,7 +116,8 @@ struct alignas(64) sleep_record {
 static_assert(sizeof(sleep_record) == 64);
 
 void fire_sleep(timer_entry* e) noexcept {
-  scheduler::get().ready(reinterpret_cast<sleep_record*>(e)->sleeper, true);
+  fiber* sleeper = reinterpret_cast<sleep_record*>(e)->sleeper;
+  scheduler::get().ready(sleeper, true);  // the sleeper may return, and free e, at once
 }
 
 // arm_sleep: on the worker, once the sleeper has switched out. A sleep
@@ -136,9 +142,9 @@ void sleep_until_ahead(steady_time deadline) {
   sleep.entry.deadline_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
   sleep.entry.fire = fire_sleep;
+  sleep.entry.frees_itself = true;
   sleep.sleeper = self;
   scheduler::get().park(arm_sleep, &sleep);
-  event_loop::await_fired(&sleep.entry);  // fire() may still be returning on the loop's thread
 }
 
 }  // namespace detail

@@ -31,6 +31,10 @@ void timer_wheel::push(timer_entry* e) {
 void timer_wheel::place(std::int64_t slot, timer_entry* e) {
   const auto i = static_cast<std::uint32_t>(slot) & mask;
   std::vector<record>& records = ring_[i];
+  if (records.capacity() == 0 && !spare_.empty()) {
+    records = std::move(spare_.back());
+    spare_.pop_back();
+  }
   e->ring_index = i;
   e->heap_index = records.size();
   records.push_back({e->deadline_ns, e->sequence, e});
@@ -102,9 +106,17 @@ void timer_wheel::take_slot(std::uint32_t i, std::vector<record>& due) {
     due.push_back(r);
   }
   ring_size_ -= records.size();
-  records.clear();
+  release_buffer(records);
   occupied_[i / 64] &= ~(std::uint64_t{1} << (i % 64));
   clear_bounds(i);
+}
+
+// release_buffer: an emptied slot gives its buffer to the spares, for the
+// next slot that fills (see "Buffers" in timer_wheel.hpp).
+void timer_wheel::release_buffer(std::vector<record>& records) {
+  records.clear();
+  spare_.push_back(std::move(records));
+  records = std::vector<record>();
 }
 
 // take_due_in_slot: moves the records of slot i due at now_ns to `due`.
@@ -126,7 +138,10 @@ void timer_wheel::take_due_in_slot(std::uint32_t i, std::int64_t now_ns, std::ve
   ring_size_ -= records.size() - kept;
   records.resize(kept);
   bounds_[i] = kept_bounds;
-  if (kept == 0) occupied_[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+  if (kept == 0) {
+    release_buffer(records);
+    occupied_[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+  }
 }
 
 const timer_wheel::slot_bounds& timer_wheel::bounds(std::uint32_t i) const noexcept {

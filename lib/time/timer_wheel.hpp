@@ -29,6 +29,13 @@
 // filled it in), a cancel moves one record, and firing a slot sorts its
 // contiguous records and touches each entry once, to fire it.
 //
+// Buffers. A slot that empties gives its record buffer to a stack of
+// spares, and a slot that starts filling takes the one freed last. Sleepers
+// that wake together sleep again into a slot a few ahead of the one that
+// fired: they now append to the buffer that firing just read, in cache,
+// where each slot keeping its own would hand them one last written a whole
+// turn of the ring (slot_count slots) ago.
+//
 // Not synchronised: each event loop guards its wheel with its timer lock.
 #pragma once
 
@@ -84,6 +91,7 @@ class timer_wheel {
   void place(std::int64_t slot, timer_entry* e);
   void take_slot(std::uint32_t ring_index, std::vector<record>& due);
   void take_due_in_slot(std::uint32_t ring_index, std::int64_t now_ns, std::vector<record>& due);
+  void release_buffer(std::vector<record>& records);
   bool occupied(std::uint32_t ring_index) const noexcept {
     return (occupied_[ring_index / 64] >> (ring_index % 64) & 1) != 0;
   }
@@ -103,7 +111,8 @@ class timer_wheel {
   std::size_t ring_size_ = 0;
   timer_heap overflow_;  // entries whose slot is at or after cursor_ + slot_count
   std::uint64_t next_sequence_ = 0;
-  std::vector<record> due_;  // take_due's scratch space
+  std::vector<record> due_;                 // take_due's scratch space
+  std::vector<std::vector<record>> spare_;  // emptied slots' buffers, last freed on top
 };
 
 }  // namespace spindle::detail
