@@ -54,7 +54,10 @@ struct fiber {
   const void* spawn_site = nullptr;  // where go() was called, for diagnostics
   fiber_stack stack;                 // the fiber struct itself lives in the stack's record slot
 
-  task_base* task;  // holds one reference until the task completes
+  // task: holds one reference until the task completes. Written only
+  // through task_of (atomically), for the reason given for resume_sp:
+  // prefetch_next reads it from a peeked ring head.
+  task_base* task;
 
   // Sanitizer bookkeeping, used only in lib/context/switch.cpp.
   void* asan_fake_stack = nullptr;
@@ -71,6 +74,10 @@ static_assert(sizeof(fiber) <= stack_record_bytes && alignof(fiber) <= stack_rec
 
 inline std::atomic_ref<const void*> resume_sp_of(fiber& f) noexcept {
   return std::atomic_ref<const void*>(f.resume_sp);
+}
+
+inline std::atomic_ref<task_base*> task_of(fiber& f) noexcept {
+  return std::atomic_ref<task_base*>(f.task);
 }
 
 // wake reasons stored in processor::wake_word.

@@ -251,7 +251,7 @@ void scheduler::spawn(task_base* t, const spawn_options& opts, const void* site)
   }
   fiber* f = new (stack.record) fiber;  // not fiber{}: that would write resume_sp plainly
   resume_sp_of(*f).store(nullptr, std::memory_order_relaxed);
-  f->task = t;
+  task_of(*f).store(t, std::memory_order_relaxed);
   f->stack = stack;
   f->id = next_fiber_id_.fetch_add(1, std::memory_order_relaxed);
   f->spawn_site = site;
@@ -383,7 +383,7 @@ void fiber_main(fiber& f) noexcept {
   f.task->run();
   check_unguarded_overflow(f, true);
   f.task->complete();  // may free the task
-  f.task = nullptr;
+  task_of(f).store(nullptr, std::memory_order_relaxed);
 }
 
 void fiber_exited(worker& w, fiber* f, void*) { scheduler::get().fiber_finished(w, f); }
@@ -501,17 +501,28 @@ void scheduler::settle_direct_switch(worker& w, fiber& out, fiber& next) noexcep
 }
 
 // prefetch_next: while the current fiber runs, starts loading the saved
-// registers and top frames of the fiber queued next, and the record of the
-// one after it (whose resume_sp the next call reads). A fiber woken by a
-// timer or I/O long after it parked finds those lines, and their pages' TLB
-// entries, cold: in the timers workload the first load from a resumed stack
-// was a fifth of the CPU time. A head already prefetched (a ping-pong pair
-// runs through runnext while the ring waits) is not loaded again.
+// registers and top frames of the fiber queued next, the start of its
+// callable (the captures a loop in a lambda reads first thing after each
+// wait), and the record of the one after it (whose resume_sp and task the
+// next call reads). A fiber woken by a timer or I/O long after it parked
+// finds those lines, and their pages' TLB entries, cold: in the timers
+// workload the first load from a resumed stack was a fifth of the CPU time,
+// and in idle_cpu the load of a capture right after the sleep was a quarter
+// of the benchmark loop's samples. A head already prefetched (a ping-pong
+// pair runs through runnext while the ring waits) is not loaded again.
 void scheduler::prefetch_next(processor& p) noexcept {
   fiber* next = p.ring.peek(0);
   if (next == nullptr || next == p.prefetched) return;
   p.prefetched = next;
-  if (fiber* after_next = p.ring.peek(1)) __builtin_prefetch(after_next);
+  if (fiber* after_next = p.ring.peek(1)) {
+    __builtin_prefetch(after_next);
+    __builtin_prefetch(&after_next->task);  // past the first line
+  }
+  if (const task_base* task = task_of(*next).load(std::memory_order_relaxed)) {
+    const char* callable = reinterpret_cast<const char*>(task) + sizeof(task_base);
+    __builtin_prefetch(callable);
+    __builtin_prefetch(callable + 64);
+  }
   const char* sp = static_cast<const char*>(resume_sp_of(*next).load(std::memory_order_relaxed));
   if (sp == nullptr) return;
   for (int line = 0; line < 8; ++line) __builtin_prefetch(sp + 64 * line);
