@@ -36,8 +36,9 @@ struct timer_entry {
   std::size_t heap_index = not_queued;
   std::uint32_t ring_index = not_in_ring;
   bool cancelled = false;  // stop()ped: a periodic timer must not re-arm
-  // frees_itself: fire() may destroy the entry (nobody ever cancels it), so
-  // the loop must not touch it once fire() was called.
+  // frees_itself: nobody ever cancels the entry, and fire() may destroy it,
+  // or wake the one who will (a sleep), so the loop must not touch it once
+  // fire() was called, and nobody waits on `firing`.
   bool frees_itself = false;
 
   // firing: 1 while the loop's owner runs fire(); cancel waits for 0 before the
