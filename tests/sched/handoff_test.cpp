@@ -180,24 +180,38 @@ TEST_CASE("10,000 fibers blocking at once stay within the thread cap, and the po
   CHECK(spindle_test::wait_until([floor] { return spindle::runtime_stats().threads <= floor; }));
 }
 
+// A virtual machine's host can take the CPU away for milliseconds without
+// the guest seeing it as steal time (this one's /proc/stat shows none): the
+// thread's CPU clock runs on, and a 2 ms computation looks like a longer one
+// to the monitor too. A run in which some round (compute, yield, back) took
+// over 4 ms of wall time proves nothing either way, so the scenario is
+// repeated until one run has none (at most 10 runs), and that run must have
+// caused no hog handoff.
 TEST_CASE("a 2 ms computation between yields is not a hog") {
-  const auto before = spindle::runtime_stats().hog_handoffs;
-  std::atomic<bool> stop{false};
-  auto other = spindle::go([&stop] {  // work waiting on some processor
-    while (!stop) spindle::yield();
-  });
-  auto worker = spindle::go([] {
-    for (int i = 0; i < 50; ++i) {
-      const auto until = std::chrono::steady_clock::now() + 2ms;
-      while (std::chrono::steady_clock::now() < until) {
+  bool undisturbed = false;
+  for (int run = 0; run < 10 && !undisturbed; ++run) {
+    const auto before = spindle::runtime_stats().hog_handoffs;
+    std::atomic<bool> stop{false};
+    auto other = spindle::go([&stop] {  // work waiting on some processor
+      while (!stop) spindle::yield();
+    });
+    auto worker = spindle::go([] {
+      bool on_time = true;
+      for (int i = 0; i < 50; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        while (std::chrono::steady_clock::now() < start + 2ms) {
+        }
+        spindle::yield();
+        on_time = on_time && std::chrono::steady_clock::now() - start <= 4ms;
       }
-      spindle::yield();
-    }
-  });
-  worker.join();
-  stop = true;
-  other.join();
-  CHECK(spindle::runtime_stats().hog_handoffs == before);
+      return on_time;
+    });
+    undisturbed = worker.join();
+    stop = true;
+    other.join();
+    if (undisturbed) CHECK(spindle::runtime_stats().hog_handoffs == before);
+  }
+  CHECK(undisturbed);
 }
 
 TEST_CASE("bursts of hogs reuse threads instead of creating them each time") {
