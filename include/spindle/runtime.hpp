@@ -33,14 +33,22 @@ struct options {
   std::size_t stack_size = 256 * 1024;
 
   // guarded_stacks: how many stacks get a guard page (a stack overflow then
-  // faults at once and is reported). Each guard costs two memory mappings of
-  // the kernel's vm.max_map_count budget (65,530 by default); stacks past
-  // this count run unguarded, and an overflow is caught later (at the
-  // fiber's next switch or its exit; docs/design.md, "Stacks").
-  // auto_guarded_stacks = a quarter of vm.max_map_count; 0 = none.
+  // faults at once and is reported). On a kernel with guard regions (Linux
+  // 6.13 and later) a guard costs no memory mapping; otherwise it is an
+  // mprotect'ed page that costs two of the kernel's vm.max_map_count budget
+  // (65,530 by default). Stacks past this count run unguarded, and an
+  // overflow is caught later (at the fiber's next switch or its exit;
+  // docs/design.md, "Stacks"). auto_guarded_stacks = every stack with guard
+  // regions, else a quarter of vm.max_map_count; 0 = none.
   // Environment: SPINDLE_GUARDED_STACKS.
   static constexpr std::size_t auto_guarded_stacks = static_cast<std::size_t>(-1);
   std::size_t guarded_stacks = auto_guarded_stacks;
+
+  // guard_regions: make guard pages with the kernel's guard regions
+  // (madvise MADV_GUARD_INSTALL) where it has them; false = always with
+  // mprotect, within the mapping budget above (current_options() reports
+  // false where the kernel has none). Environment: SPINDLE_GUARD_REGIONS=0.
+  bool guard_regions = true;
 
   // spin: how long an idle worker keeps looking for work before it sleeps.
   // Environment: SPINDLE_SPIN_US.

@@ -47,6 +47,8 @@ struct pool {
   size_class* default_class = nullptr;  // classes[default_size], set by configure
   std::size_t default_size = 256 * 1024;
   std::size_t guard_budget = 16 * 1024;
+  bool guard_regions = false;
+  std::size_t guards_promised = 0;  // stacks carved with a guard, installed or pending
   std::atomic<std::size_t> reserved{0}, guarded{0}, slabs{0};
 };
 
@@ -71,6 +73,10 @@ void new_slab(size_class& c, std::size_t stride) {
   the_pool().slabs.fetch_add(1, std::memory_order_relaxed);
 }
 
+// MADV_GUARD_INSTALL, from Linux 6.13's <linux/mman.h>, which older
+// systems' headers lack.
+constexpr int madv_guard_install = 102;
+
 // carve: a never-used stack from the class's slab; caller holds the pool mutex.
 fiber_stack carve(pool& p, size_class& c, std::size_t size) {
   const std::size_t stride = size + page_size();
@@ -79,10 +85,15 @@ fiber_stack carve(pool& p, size_class& c, std::size_t size) {
   c.carve_next += stride;
   fiber_stack s{guard + page_size(), size, c.record_next, false, true};
   c.record_next += stack_record_bytes;
-  if (p.guarded.load(std::memory_order_relaxed) < p.guard_budget &&
-      mprotect(guard, page_size(), PROT_NONE) == 0) {
-    s.guarded = true;
-    p.guarded.fetch_add(1, std::memory_order_relaxed);
+  if (p.guards_promised < p.guard_budget) {
+    if (p.guard_regions) {
+      s.guard_pending = true;
+      ++p.guards_promised;
+    } else if (mprotect(guard, page_size(), PROT_NONE) == 0) {
+      s.guarded = true;
+      ++p.guards_promised;
+      p.guarded.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   p.reserved.fetch_add(1, std::memory_order_relaxed);
   return s;
@@ -139,11 +150,24 @@ void spill(thread_cache& tc, pool& p) {
 
 }  // namespace
 
+bool kernel_has_guard_regions() noexcept {
+  static const bool available = [] {
+    void* page =
+        mmap(nullptr, page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) return false;
+    const bool ok = madvise(page, page_size(), madv_guard_install) == 0;
+    munmap(page, page_size());
+    return ok;
+  }();
+  return available;
+}
+
 void configure_stack_pool(const stack_pool_limits& limits) noexcept {
   pool& p = the_pool();
   std::lock_guard lock(p.mutex);
   p.default_size = round_to_pages(limits.default_size);
   p.guard_budget = limits.guarded_stacks;
+  p.guard_regions = limits.guard_regions;
   p.default_class = &p.classes[p.default_size];
 }
 
@@ -157,6 +181,12 @@ fiber_stack allocate_stack(std::size_t size) {
   thread_cache& tc = cache;
   if (tc.count == 0) refill(tc, p);
   return tc.stacks[--tc.count];
+}
+
+void install_pending_guard(fiber_stack& stack) noexcept {
+  stack.guard_pending = false;
+  stack.guarded = madvise(stack.bottom - page_size(), page_size(), madv_guard_install) == 0;
+  if (stack.guarded) the_pool().guarded.fetch_add(1, std::memory_order_relaxed);
 }
 
 void release_stack(fiber_stack stack) noexcept {

@@ -9,10 +9,14 @@
 //      about 64 MiB holds many stacks. The kernel commits a page only when a
 //      fiber first touches it, so an idle fiber costs the pages its frames
 //      reached (usually one) however large its stack is.
-//   2. Each stack is [guard page][usable bytes]; the guard page is made
-//      PROT_NONE for the first options::guarded_stacks stacks carved (two
-//      mappings each), and left readable for the rest. The policy is in
-//      docs/design.md ("Stacks").
+//   2. Each stack is [guard page][usable bytes]. The first
+//      options::guarded_stacks stacks carved get a real guard: a guard region
+//      (madvise MADV_GUARD_INSTALL, Linux 6.13+), which marks the page as
+//      faulting in the page table without splitting the mapping, or where the
+//      kernel lacks those, mprotect PROT_NONE (two mappings each). The rest
+//      leave it readable. A guard region is installed when the stack's first
+//      frame is built (install_pending_guard), by the worker that first runs
+//      it. The policy is in docs/design.md ("Stacks").
 //   3. Each stack comes with a record slot of stack_record_bytes, in a dense
 //      array at the end of its slab (above every stack's top, where no
 //      overflow reaches), where the scheduler keeps the fiber's control
@@ -42,7 +46,8 @@ struct fiber_stack {
   std::size_t size = 0;
   void* record = nullptr;
   bool guarded = false;
-  bool fresh = false;  // never used yet: its pages are not resident
+  bool fresh = false;          // never used yet: its pages are not resident
+  bool guard_pending = false;  // gets a guard region before its first frame is built
   char* top() const noexcept { return bottom + size; }
 };
 
@@ -50,7 +55,12 @@ struct fiber_stack {
 struct stack_pool_limits {
   std::size_t default_size;
   std::size_t guarded_stacks;
+  bool guard_regions;  // guard with MADV_GUARD_INSTALL (kernel_has_guard_regions() was true)
 };
+
+// kernel_has_guard_regions: whether madvise(MADV_GUARD_INSTALL) works here
+// (asked once, on a scratch page).
+bool kernel_has_guard_regions() noexcept;
 
 // configure_stack_pool: sets the default size and guard budget; call once, before any allocation.
 void configure_stack_pool(const stack_pool_limits& limits) noexcept;
@@ -58,6 +68,13 @@ void configure_stack_pool(const stack_pool_limits& limits) noexcept;
 // allocate_stack: a stack of at least `size` usable bytes (0 = the default).
 // Throws resource_error when the kernel refuses the memory.
 fiber_stack allocate_stack(std::size_t size);
+
+// install_pending_guard: installs a guard_pending stack's guard region (the
+// worker that first runs a fiber calls it, so that the page-table work for a
+// million guards is spread over the workers like the stacks' first page
+// faults); the stack is guarded from then on, or unguarded if the kernel
+// refused.
+void install_pending_guard(fiber_stack& stack) noexcept;
 
 // release_stack: returns a stack no fiber runs on any more. Does not block
 // for long (a spinlock on the batch path) and makes no system call.

@@ -52,9 +52,11 @@ void enter_worker_thread(worker& w) noexcept {
 }
 
 // build_first_frame: builds f's initial context at the top of its stack (the
-// first write to the stack). The fiber will start in fiber_main(f).
+// first write to the stack), after installing its guard if that is pending.
+// The fiber will start in fiber_main(f).
 void build_first_frame(fiber& f) {
   namespace ctx = boost::context;
+  if (f.stack.guard_pending) install_pending_guard(f.stack);
   ctx::stack_context whole;
   whole.size = f.stack.size;
   whole.sp = f.stack.top();

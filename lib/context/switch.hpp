@@ -53,7 +53,8 @@ void enter_worker_thread(worker& w) noexcept;
 void prepare_fiber(fiber& f) noexcept;
 
 // build_first_frame: builds f's initial context at the top of its stack (the
-// first write to the stack). The fiber will start in fiber_main(f).
+// first write to the stack), after installing its guard if that is pending.
+// The fiber will start in fiber_main(f).
 void build_first_frame(fiber& f);
 
 // run_fiber and switch_out are inline, and so is the jump (Boost's resume):

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "context/stack_pool.hpp"
 #include "sched/core.hpp"
 #include "spindle/error.hpp"
 
@@ -100,6 +101,7 @@ options options_from_environment() {
   read_env("SPINDLE_PROCS", [&](std::size_t v) { o.procs = v; });
   read_env("SPINDLE_STACK_SIZE", [&](std::size_t v) { o.stack_size = v; });
   read_env("SPINDLE_GUARDED_STACKS", [&](std::size_t v) { o.guarded_stacks = v; });
+  read_env("SPINDLE_GUARD_REGIONS", [&](std::size_t v) { o.guard_regions = v != 0; });
   read_env("SPINDLE_SPIN_US", [&](std::size_t v) { o.spin = std::chrono::microseconds(v); });
   read_env("SPINDLE_BALANCE_US",
            [&](std::size_t v) { o.balance_interval = std::chrono::microseconds(v); });
@@ -144,7 +146,9 @@ options freeze_options() {
   options o = options_set ? configured : options_from_environment();
   if (o.procs == 0) o.procs = available_cpus();
   if (o.stack_size < 16 * 1024) o.stack_size = 16 * 1024;
-  if (o.guarded_stacks == options::auto_guarded_stacks) o.guarded_stacks = max_map_count() / 4;
+  o.guard_regions = o.guard_regions && kernel_has_guard_regions();
+  if (o.guarded_stacks == options::auto_guarded_stacks && !o.guard_regions)
+    o.guarded_stacks = max_map_count() / 4;
   if (o.balance_interval.count() <= 0) o.balance_interval = std::chrono::microseconds(1000);
   if (o.max_threads < o.procs + 1) o.max_threads = o.procs + 1;
   options_frozen = true;

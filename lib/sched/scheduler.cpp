@@ -202,7 +202,7 @@ scheduler* scheduler::started() noexcept { return the_scheduler.load(std::memory
 
 scheduler::scheduler(const options& opts)
     : options_(opts), cpus_(static_cast<int>(available_cpus())) {
-  configure_stack_pool({options_.stack_size, options_.guarded_stacks});
+  configure_stack_pool({options_.stack_size, options_.guarded_stacks, options_.guard_regions});
   const std::int64_t slack_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(options_.timer_slack).count();
   for (std::size_t i = 0; i < options_.procs; ++i) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "guard_regions.hpp"
+
 extern char** environ;
 
 namespace {
@@ -52,17 +54,33 @@ outcome run_child(const char* mode, const char* extra_env) {
 
 }  // namespace
 
+// The guard is a guard region where the kernel has them (no mapping of its
+// own), else an mprotect'ed page (one more PROT_NONE mapping).
 TEST_CASE("overflowing a guarded stack aborts with a message naming the fiber") {
   const outcome o = run_child("guarded", "");
+  INFO("overflow_child\'s stderr: " << o.error_output);
   REQUIRE(WIFSIGNALED(o.status));
   CHECK(WTERMSIG(o.status) == SIGABRT);
   CHECK(o.error_output.find("spindle: stack overflow in fiber ") != std::string::npos);
   CHECK(o.error_output.find("(deep), stack size 65536;") != std::string::npos);
   CHECK(o.error_output.find("SPINDLE_STACK_SIZE") != std::string::npos);
+  const bool regions = spindle_test::kernel_has_guard_regions();
+  CHECK(o.error_output.find(regions ? "guard page mapping: rw-p\n"
+                                    : "guard page mapping: ---p\n") != std::string::npos);
+}
+
+TEST_CASE("with guard regions turned off, the guard page is an mprotect'ed mapping") {
+  const outcome o = run_child("guarded", "SPINDLE_GUARD_REGIONS=0");
+  INFO("overflow_child\'s stderr: " << o.error_output);
+  REQUIRE(WIFSIGNALED(o.status));
+  CHECK(WTERMSIG(o.status) == SIGABRT);
+  CHECK(o.error_output.find("(deep), stack size 65536;") != std::string::npos);
+  CHECK(o.error_output.find("guard page mapping: ---p\n") != std::string::npos);
 }
 
 TEST_CASE("overflowing an unguarded stack is caught when the fiber ends") {
   const outcome o = run_child("unguarded", "SPINDLE_GUARDED_STACKS=0");
+  INFO("overflow_child\'s stderr: " << o.error_output);
   REQUIRE(WIFSIGNALED(o.status));
   CHECK(WTERMSIG(o.status) == SIGABRT);
   CHECK(o.error_output.find("(deep), stack size 65536 (unguarded stack") != std::string::npos);
